@@ -1,0 +1,211 @@
+"""The biLM graph (ELMo architecture, sizes from the config), written with Keras layers and ``keras.ops`` only.
+
+Character CNN -> highway -> projection gives a context-free word embedding of width P (``word_emb``). Each direction
+then runs two LSTM layers with cell size C projected back to P (clipped, as bilm-tf), with a residual connection from
+layer 1 to layer 2. The backward LM is the forward machinery run over each sentence reversed within its own length,
+so padding never leaks into it. The softmax over words is shared by both directions and trained as a sampled softmax.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from pipeline.bilm.vocab import CHAR_VOCAB_SIZE
+
+HIGHWAY_CARRY_BIAS = -2.0  # start highway gates mostly "carry", as bilm-tf
+FORGET_GATE_BIAS = 1.0
+MASKED_LOGIT = -1e9
+
+
+class CharCNNEncoder(keras.layers.Layer):
+    """Token character ids [b, t, c] -> context-free token vectors [b, t, P]."""
+
+    def __init__(self, char_dim: int, filters: list[list[int]], highway_layers: int, projection_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.char_embedding = keras.layers.Embedding(CHAR_VOCAB_SIZE, char_dim, name="char_embedding")
+        self.convolutions = [
+            keras.layers.Conv1D(count, width, activation="relu", name=f"char_conv_{width}") for width, count in filters
+        ]
+        total = sum(count for _, count in filters)
+        self.highway_transforms = [keras.layers.Dense(total, activation="relu") for _ in range(highway_layers)]
+        self.highway_gates = [
+            keras.layers.Dense(total, activation="sigmoid", bias_initializer=keras.initializers.Constant(HIGHWAY_CARRY_BIAS))
+            for _ in range(highway_layers)
+        ]
+        self.projection = keras.layers.Dense(projection_dim, name="projection")
+        self.projection_dim = projection_dim
+
+    def call(self, char_ids):
+        batch, time, chars = ops.shape(char_ids)[0], ops.shape(char_ids)[1], ops.shape(char_ids)[2]
+        flat = ops.reshape(char_ids, (-1, chars))
+        embedded = self.char_embedding(flat)
+        pooled = ops.concatenate([ops.max(conv(embedded), axis=1) for conv in self.convolutions], axis=-1)
+        for transform, gate in zip(self.highway_transforms, self.highway_gates):
+            carry = gate(pooled)
+            pooled = carry * pooled + (1.0 - carry) * transform(pooled)
+        return ops.reshape(self.projection(pooled), (batch, time, self.projection_dim))
+
+
+class ProjectedLSTMCell(keras.layers.Layer):
+    """LSTM cell with cell clipping and a projection of the hidden state (LSTMP, as in bilm-tf).
+
+    The input transformation is applied outside the recurrence (one large matmul over all time steps), so the cell
+    receives the 4C-wide input gates and adds only the recurrent part: much faster on CPUs.
+    """
+
+    def __init__(self, cell_dim: int, projection_dim: int, cell_clip: float, projection_clip: float, **kwargs):
+        super().__init__(**kwargs)
+        self.cell_dim = cell_dim
+        self.projection_dim = projection_dim
+        self.cell_clip = cell_clip
+        self.projection_clip = projection_clip
+        self.state_size = [projection_dim, cell_dim]
+        self.output_size = projection_dim
+
+    def build(self, input_shape):
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.projection_dim, 4 * self.cell_dim), initializer="orthogonal", name="recurrent_kernel"
+        )
+        self.projection_kernel = self.add_weight(
+            shape=(self.cell_dim, self.projection_dim), initializer="glorot_uniform", name="projection_kernel"
+        )
+
+    def call(self, input_gates, states, training=None):
+        hidden, cell = states
+        gates = input_gates + ops.matmul(hidden, self.recurrent_kernel)
+        i, f, g, o = ops.split(gates, 4, axis=-1)
+        cell = ops.sigmoid(f) * cell + ops.sigmoid(i) * ops.tanh(g)
+        cell = ops.clip(cell, -self.cell_clip, self.cell_clip)
+        hidden = ops.matmul(ops.sigmoid(o) * ops.tanh(cell), self.projection_kernel)
+        hidden = ops.clip(hidden, -self.projection_clip, self.projection_clip)
+        return hidden, [hidden, cell]
+
+
+class ProjectedLSTM(keras.layers.Layer):
+    """One unidirectional LSTMP layer over a masked sequence [b, t, in] -> [b, t, P]."""
+
+    def __init__(self, cell_dim: int, projection_dim: int, cell_clip: float, projection_clip: float, **kwargs):
+        super().__init__(**kwargs)
+        forget_bias = [0.0] * cell_dim + [FORGET_GATE_BIAS] * cell_dim + [0.0] * (2 * cell_dim)
+        self.input_gates = keras.layers.Dense(
+            4 * cell_dim, bias_initializer=keras.initializers.Constant(forget_bias), name="input_gates"
+        )
+        cell = ProjectedLSTMCell(cell_dim, projection_dim, cell_clip, projection_clip)
+        self.recurrence = keras.layers.RNN(cell, return_sequences=True)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return self.recurrence(self.input_gates(inputs), mask=mask)
+
+
+def reverse_within_length(x, lengths):
+    """Reverse each sequence of [b, t, d] within its own length; padding positions stay where they are."""
+    time = ops.shape(x)[1]
+    positions = ops.expand_dims(ops.arange(time, dtype="int32"), 0)
+    lengths = ops.expand_dims(ops.cast(lengths, "int32"), 1)
+    index = ops.where(positions < lengths, lengths - 1 - positions, positions)
+    index = ops.broadcast_to(ops.expand_dims(index, -1), ops.shape(x))
+    return ops.take_along_axis(x, index, axis=1)
+
+
+class BiLM(keras.Model):
+    """Character ids [b, t, c] -> the biLM's layer activations (zero past each sentence's length).
+
+    Returns a dict: ``word_emb`` [b,t,P], ``forward`` and ``backward`` lists of two [b,t,P] layer outputs each, and
+    ``mask`` [b,t] bool. ``lstm_outputs{1,2}`` of the TF-Hub signature are the two directions concatenated.
+    """
+
+    def __init__(self, options: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.options = dict(options)
+        self.encoder = CharCNNEncoder(
+            options["char_embedding_dim"], options["filters"], options["highway_layers"], options["projection_dim"],
+            name="char_encoder",
+        )
+        lstm_args = (options["cell_dim"], options["projection_dim"], options["cell_clip"], options["projection_clip"])
+        self.forward_layers = [ProjectedLSTM(*lstm_args, name=f"forward_lstm_{k}") for k in (1, 2)]
+        self.backward_layers = [ProjectedLSTM(*lstm_args, name=f"backward_lstm_{k}") for k in (1, 2)]
+        self.dropout = keras.layers.Dropout(options.get("dropout", 0.0))
+
+    def run_direction(self, layers, inputs, mask, training):
+        """Two LSTMP layers with a residual connection from the first to the second."""
+        first = layers[0](self.dropout(inputs, training=training), mask=mask)
+        second = layers[1](self.dropout(first, training=training), mask=mask) + first
+        return [first, second]
+
+    def call(self, char_ids, training=False):
+        mask = char_ids[:, :, 0] > 0
+        lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
+        keep = ops.expand_dims(ops.cast(mask, "float32"), -1)
+        word_emb = self.encoder(char_ids) * keep
+        forward = self.run_direction(self.forward_layers, word_emb, mask, training)
+        reversed_emb = reverse_within_length(word_emb, lengths)
+        backward = self.run_direction(self.backward_layers, reversed_emb, mask, training)
+        backward = [reverse_within_length(layer, lengths) for layer in backward]
+        return {
+            "word_emb": word_emb,
+            "forward": [layer * keep for layer in forward],
+            "backward": [layer * keep for layer in backward],
+            "mask": mask,
+        }
+
+
+class SampledSoftmaxLM(keras.Model):
+    """Training wrapper: a BiLM plus one word softmax shared by both directions, trained by sampled softmax.
+
+    Negatives are drawn per batch from a log-uniform distribution over frequency-ranked word ids (as TF's
+    ``log_uniform_candidate_sampler``) and the logits are corrected by the log expected count, so the loss estimates
+    the full softmax cross-entropy. Inputs: ``char_ids`` [b,t,c], ``next_ids`` and ``previous_ids`` [b,t].
+    """
+
+    def __init__(self, options: dict, vocab_size: int, num_samples: int, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.bilm = BiLM(options, name="bilm")
+        self.vocab_size = vocab_size
+        self.num_samples = min(num_samples, vocab_size)
+        self.softmax_weights = self.add_weight(
+            shape=(vocab_size, options["projection_dim"]), initializer="glorot_uniform", name="softmax_weights"
+        )
+        self.softmax_bias = self.add_weight(shape=(vocab_size,), initializer="zeros", name="softmax_bias")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def log_expected_count(self, ids):
+        """log(num_samples * P(id)) under the log-uniform sampler."""
+        ids = ops.cast(ids, "float32")
+        probability = (ops.log(ids + 2.0) - ops.log(ids + 1.0)) / math.log(self.vocab_size + 1.0)
+        return ops.log(self.num_samples * probability)
+
+    def sample_negatives(self):
+        """num_samples word ids, log-uniformly distributed (frequent words more often)."""
+        uniform = keras.random.uniform((self.num_samples,), seed=self.seed_generator)
+        ids = ops.floor(ops.exp(uniform * math.log(self.vocab_size + 1.0))) - 1.0
+        return ops.cast(ops.clip(ids, 0, self.vocab_size - 1), "int32")
+
+    def sampled_loss(self, hidden, targets, weights, negatives):
+        """Mean sampled-softmax cross-entropy of hidden states [n,P] against target ids [n], weighted by [n]."""
+        true_logits = ops.sum(hidden * ops.take(self.softmax_weights, targets, axis=0), axis=-1)
+        true_logits = true_logits + ops.take(self.softmax_bias, targets) - self.log_expected_count(targets)
+        negative_logits = ops.matmul(hidden, ops.transpose(ops.take(self.softmax_weights, negatives, axis=0)))
+        negative_logits = negative_logits + ops.take(self.softmax_bias, negatives) - self.log_expected_count(negatives)
+        accidental = ops.expand_dims(targets, 1) == ops.expand_dims(negatives, 0)
+        negative_logits = ops.where(accidental, MASKED_LOGIT, negative_logits)
+        logits = ops.concatenate([ops.expand_dims(true_logits, 1), negative_logits], axis=1)
+        losses = ops.logsumexp(logits, axis=1) - true_logits
+        return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+    def call(self, inputs, training=False):
+        outputs = self.bilm(inputs["char_ids"], training=training)
+        return {"forward": outputs["forward"][1], "backward": outputs["backward"][1], "mask": outputs["mask"]}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Average of the forward (next word) and backward (previous word) sampled losses."""
+        width = ops.shape(y_pred["forward"])[-1]
+        weights = ops.reshape(ops.cast(y_pred["mask"], "float32"), (-1,))
+        negatives = self.sample_negatives()
+        losses = []
+        for direction, targets in (("forward", x["next_ids"]), ("backward", x["previous_ids"])):
+            hidden = ops.reshape(y_pred[direction], (-1, width))
+            losses.append(self.sampled_loss(hidden, ops.reshape(targets, (-1,)), weights, negatives))
+        return 0.5 * (losses[0] + losses[1])
