@@ -355,14 +355,14 @@ def prepare(config: dict, out_dir: str | Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.corpus``: the Snakemake entry point of stage 1."""
-    from pipeline.config import load_config
-
     parser = argparse.ArgumentParser(description="Read, validate, split and shard the NER corpus.")
-    parser.add_argument("--config", default=None, help="config YAML (default config/config.yaml)")
+    parser.add_argument("--settings", default=None, help="JSON of the 'corpus' config section (default: config file)")
     parser.add_argument("--corpus", default=None, help="corpus file (overrides corpus.path)")
     parser.add_argument("--out", default="cache/corpus", help="output directory")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    from pipeline.config import load_config, validate_config
+
+    config = validate_config({"corpus": json.loads(args.settings)}) if args.settings else load_config()
     if args.corpus:
         config["corpus"]["path"] = args.corpus
     try:

@@ -17,7 +17,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from pipeline.batching import padded_length, shuffled_batches, length_buckets
+from pipeline.batching import length_buckets, padded_length, shape_probes_first, shuffled_batches
 from pipeline.bilm.model import BiLM, SampledSoftmaxLM
 from pipeline.bilm.vocab import WordVocabulary, batch_char_ids
 from pipeline.corpus import read_conll
@@ -63,7 +63,7 @@ class LanguageModelBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
         self.lengths = [len(s) for s in sentences]
-        self.batches = shuffled_batches(self.lengths, batch_size, self.rng)
+        self.batches = shape_probes_first(shuffled_batches(self.lengths, batch_size, self.rng), self.lengths)
 
     def __len__(self) -> int:
         return len(self.batches)

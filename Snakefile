@@ -1,0 +1,26 @@
+# Named-entity recognition with cached ELMo-style embeddings: the table of contents.
+# Stages: split the corpus -> (pretrain + export the offline biLM) -> embed each shard once into HDF5
+#         -> train the residual biLSTM on the cache -> evaluate with seqeval.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/bilm.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        rules.evaluate.output,
+    default_target: True

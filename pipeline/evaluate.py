@@ -1,0 +1,100 @@
+"""Stage 4: entity-level evaluation on the test split with seqeval.
+
+Writes ``metrics.json`` (precision, recall, F1 and support per entity type; micro, macro and weighted averages;
+token accuracy over real tokens only), ``report.txt`` (seqeval's table) and ``predictions.conll`` (word, gold,
+predicted: one token per line, a blank line between sentences).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+from seqeval.metrics import classification_report
+
+from pipeline.cache import EmbeddingCache, check_shards_agree
+from pipeline.decode import allowed_transitions, bio_viterbi
+from pipeline.logs import atomic_path, get_logger
+from pipeline.train import MODEL_FILE, predict_probabilities
+
+log = get_logger(__name__)
+REPORT_DIGITS = 4
+AVERAGES = ("micro avg", "macro avg", "weighted avg")
+
+
+@lru_cache(maxsize=8)
+def _transitions(tags: tuple[str, ...]):
+    return allowed_transitions(tags)
+
+
+def decode_all(probabilities: Sequence[np.ndarray], tags: Sequence[str], method: str) -> list[list[str]]:
+    """Tags for every sentence (the BIO transition table is built once)."""
+    tags = tuple(tags)
+    if method == "argmax":
+        return [[tags[i] for i in np.argmax(p, axis=-1)] for p in probabilities]
+    start, transition = _transitions(tags)
+    return [[tags[i] for i in bio_viterbi(p, start, transition)] for p in probabilities]
+
+
+def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict:
+    """seqeval's per-type and averaged scores plus token accuracy, as plain JSON-ready numbers."""
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    per_type = {k: {m: float(v) for m, v in values.items()} for k, values in report.items() if k not in AVERAGES}
+    averages = {k.replace(" avg", ""): {m: float(v) for m, v in report[k].items()} for k in AVERAGES if k in report}
+    correct = sum(g == p for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps))
+    total = sum(len(gs) for gs in gold)
+    return {"per_type": per_type, "averages": averages, "token_accuracy": correct / max(total, 1),
+            "sentences": len(gold), "tokens": total}
+
+
+def write_predictions(path: Path, words, gold, predicted) -> None:
+    """CoNLL columns: word, gold tag, predicted tag."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for ws, gs, ps in zip(words, gold, predicted):
+            for w, g, p in zip(ws, gs, ps):
+                out.write(f"{w}\t{g}\t{p}\n")
+            out.write("\n")
+
+
+def evaluate(run_dir: str | Path, test_shards: Sequence[str], decode_method: str, out_dir: str | Path) -> dict:
+    """Tag the cached test split with the run's model and write metrics, report and predictions to ``out_dir``."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tags = json.loads((run_dir / "tags.json").read_text())
+    embedder = json.loads((run_dir / "embedder.json").read_text())
+    cache = EmbeddingCache(test_shards, in_memory=True)
+    check_shards_agree(cache.infos, {k: embedder[k] for k in ("embedder_handle", "width", "corpus_sha256")})
+    model = keras.models.load_model(run_dir / MODEL_FILE)
+    probabilities = predict_probabilities(model, cache)
+    predicted = decode_all(probabilities, tags, decode_method)
+    gold = cache.column("tags")
+    metrics = entity_metrics(gold, predicted) | {"decode": decode_method, "run_dir": str(run_dir)}
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        Path(tmp).write_text(json.dumps(metrics, indent=1))
+    text = classification_report(gold, predicted, digits=REPORT_DIGITS, zero_division=0)
+    with atomic_path(out_dir / "report.txt") as tmp:
+        Path(tmp).write_text(text + f"\ntoken accuracy (real tokens only): {metrics['token_accuracy']:.4f}\n")
+    write_predictions(out_dir / "predictions.conll", cache.column("words"), gold, predicted)
+    log.info("test entity F1 (micro) %.4f\n%s", metrics["averages"]["micro"]["f1-score"], text)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.evaluate``: the Snakemake entry point."""
+    parser = argparse.ArgumentParser(description="Evaluate a trained tagger on the cached test split (seqeval).")
+    parser.add_argument("--run", required=True, help="run directory written by pipeline.train")
+    parser.add_argument("--test", nargs="+", required=True, help="test HDF5 shards")
+    parser.add_argument("--decode", default="bio_viterbi", choices=["bio_viterbi", "argmax"])
+    parser.add_argument("--out", required=True, help="directory for metrics.json, report.txt, predictions.conll")
+    args = parser.parse_args(argv)
+    evaluate(args.run, args.test, args.decode, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

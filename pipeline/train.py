@@ -1,0 +1,278 @@
+"""Stage 3: train the residual biLSTM tagger on the cached layer activations (the embedder never runs here).
+
+Batches are bucketed by length and padding is masked out of the loss and every metric. Early stopping watches the
+validation *entity* F1 (seqeval), the number we report, not token accuracy. Every epoch leaves a checkpoint, so a
+killed run resumes from its last complete epoch. The run directory holds everything a later tagging run needs:
+``model.keras``, ``tags.json``, ``embedder.json`` and ``settings.json``, plus ``history.csv``,
+``learning_curves.png`` and ``layer_weights.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+from seqeval.metrics import f1_score
+
+from pipeline.batching import length_buckets, padded_length, shape_probes_first, shuffled_batches
+from pipeline.cache import EmbeddingCache, estimated_bytes
+from pipeline.config import settings_json
+from pipeline.decode import decode
+from pipeline.logs import atomic_path, get_logger
+from pipeline.model import build_tagger
+
+log = get_logger(__name__)
+GIB = 1 << 30
+PREDICT_BATCH = 128
+CHECKPOINT_DIR = "checkpoint"
+MODEL_FILE = "model.keras"
+LOSS_FLOOR = 1e-9
+
+
+class TaggingBatches(keras.utils.PyDataset):
+    """(inputs, tag ids, padding weights) batches from an :class:`EmbeddingCache`, reshuffled each epoch."""
+
+    def __init__(self, cache: EmbeddingCache, tags: Sequence[str], batch_size: int, seed: int, bucket: bool = True):
+        super().__init__()
+        self.cache = cache
+        self.tag_index = {t: i for i, t in enumerate(tags)}
+        self.gold = [np.asarray([self.tag_index[t] for t in s], dtype=np.int32) for s in cache.column("tags")]
+        self.batch_size = batch_size
+        self.bucket = bucket
+        self.rng = np.random.default_rng(seed)
+        self.batches = self.epoch_batches()
+
+    def epoch_batches(self) -> list[np.ndarray]:
+        batches = shuffled_batches(self.cache.lengths, self.batch_size, self.rng, self.bucket)
+        return shape_probes_first(batches, self.cache.lengths)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        members = self.batches[index]
+        lengths = self.cache.lengths[members]
+        length = padded_length(int(lengths.max()))
+        targets = np.zeros((len(members), length), dtype=np.int32)
+        for row, i in enumerate(members):
+            targets[row, : lengths[row]] = self.gold[i]
+        weights = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
+        inputs = {"layers": self.cache.batch(members, length), "lengths": lengths.astype(np.int32)}
+        return inputs, targets, weights
+
+    def on_epoch_end(self) -> None:
+        self.batches = self.epoch_batches()
+
+
+def predict_probabilities(model: keras.Model, cache: EmbeddingCache, batch_size: int = PREDICT_BATCH) -> list[np.ndarray]:
+    """Per-sentence [length, tags] probabilities for every sentence of the cache, in cache order."""
+    result: list[np.ndarray | None] = [None] * len(cache)
+    for members in length_buckets(cache.lengths, batch_size):
+        lengths = cache.lengths[members]
+        length = padded_length(int(lengths.max()))
+        inputs = {"layers": cache.batch(members, length), "lengths": lengths.astype(np.int32)}
+        probabilities = np.asarray(model.predict_on_batch(inputs))
+        for row, i in enumerate(members):
+            result[i] = probabilities[row, : lengths[row]]
+    return result
+
+
+def masked_cross_entropy(probabilities: Sequence[np.ndarray], gold: Sequence[np.ndarray]) -> float:
+    """Mean negative log-likelihood of the gold tags over real tokens only."""
+    total = sum(-np.log(np.maximum(p[np.arange(len(g)), g], LOSS_FLOOR)).sum() for p, g in zip(probabilities, gold))
+    return float(total / max(1, sum(len(g) for g in gold)))
+
+
+class EntityF1EarlyStopping(keras.callbacks.Callback):
+    """After each epoch: validation entity F1 and loss, best weights kept, stop after ``patience`` epochs, checkpoint."""
+
+    def __init__(self, val: TaggingBatches, tags: Sequence[str], decode_method: str, patience: int, checkpoint: Path,
+                 state: dict | None = None):
+        super().__init__()
+        self.val = val
+        self.tags = list(tags)
+        self.gold_tags = val.cache.column("tags")
+        self.decode_method = decode_method
+        self.patience = patience
+        self.checkpoint = checkpoint
+        self.state = state or {"best_f1": -1.0, "best_epoch": -1, "wait": 0, "rows": []}
+        self.epoch_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        probabilities = predict_probabilities(self.model, self.val.cache)
+        predicted = [decode(p, self.tags, self.decode_method) for p in probabilities]
+        f1 = float(f1_score(self.gold_tags, predicted))
+        logs["val_entity_f1"] = f1
+        logs["val_loss"] = masked_cross_entropy(probabilities, self.val.gold)
+        row = {"epoch": epoch + 1, "seconds": round(time.time() - self.epoch_started, 1)}
+        row |= {k: float(v) for k, v in logs.items()}
+        self.state["rows"].append(row)
+        log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
+        if f1 > self.state["best_f1"]:
+            self.state.update(best_f1=f1, best_epoch=epoch + 1, wait=0)
+            self.model.save_weights(self.checkpoint / "best.weights.h5")
+        else:
+            self.state["wait"] += 1
+            if self.state["wait"] > self.patience:
+                log.info("no better validation entity F1 for %d epochs: stopping", self.state["wait"])
+                self.model.stop_training = True
+        self.save_checkpoint(epoch + 1)
+
+    def save_checkpoint(self, epochs_done: int) -> None:
+        """Model with optimizer state and the callback state; the state file is written last, atomically."""
+        with atomic_path(self.checkpoint / MODEL_FILE) as tmp:
+            self.model.save(tmp + ".keras")
+            shutil.move(tmp + ".keras", tmp)
+        with atomic_path(self.checkpoint / "state.json") as tmp:
+            Path(tmp).write_text(json.dumps(self.state | {"epochs_done": epochs_done}))
+
+
+def settings_fingerprint(settings: dict, caches: Sequence[EmbeddingCache]) -> str:
+    """Hash of the training settings and the cache checksums: a checkpoint is only resumed when both match."""
+    checksums = [info.attrs.get("checksum", "") for cache in caches for info in cache.infos]
+    return hashlib.sha256((settings_json(settings) + "".join(checksums)).encode()).hexdigest()
+
+
+def resume_state(checkpoint: Path, fingerprint: str) -> dict | None:
+    """The saved state of an interrupted run with the same fingerprint, or None to start afresh."""
+    state_file = checkpoint / "state.json"
+    if not state_file.is_file() or not (checkpoint / MODEL_FILE).is_file():
+        return None
+    state = json.loads(state_file.read_text())
+    if state.get("fingerprint") != fingerprint:
+        log.info("checkpoint in %s belongs to other settings or another cache: starting afresh", checkpoint)
+        return None
+    return state
+
+
+def write_history(rows: list[dict], run_dir: Path) -> None:
+    """history.csv and learning_curves.png (loss, validation loss, validation entity F1 by epoch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(run_dir / "history.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    epochs = [r["epoch"] for r in rows]
+    figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axis.plot(epochs, [r.get("loss") for r in rows], marker="o", label="training loss")
+    loss_axis.plot(epochs, [r.get("val_loss") for r in rows], marker="o", label="validation loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("masked cross-entropy")
+    loss_axis.legend()
+    f1_axis.plot(epochs, [r.get("val_entity_f1") for r in rows], marker="o", color="tab:green")
+    f1_axis.set_xlabel("epoch")
+    f1_axis.set_ylabel("validation entity F1 (seqeval, micro)")
+    figure.suptitle("Residual biLSTM tagger on cached ELMo layers")
+    figure.tight_layout()
+    with atomic_path(run_dir / "learning_curves.png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def embedder_record(cache: EmbeddingCache) -> dict:
+    """What produced the features: a tagging run loads this same embedder and checks it matches."""
+    keys = ("embedder_handle", "embedder_kind", "width", "dtype", "corpus_sha256", "code_version", "settings")
+    return {k: cache.attrs.get(k) if k in cache.attrs else cache.infos[0].attrs.get(k) for k in keys}
+
+
+def set_determinism(seed: int) -> None:
+    """Seed every generator; on TensorFlow also request deterministic kernels (same seed, same metrics)."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence[str], settings: dict,
+          decode_method: str, run_dir: str | Path) -> dict:
+    """Train on the cached shards and write the run directory; return the training summary."""
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / CHECKPOINT_DIR
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    set_determinism(settings["seed"])
+    in_memory = estimated_bytes(list(train_shards) + list(val_shards)) < settings["cache_in_memory_gb"] * GIB
+    log.info("reading the cache %s", "into memory" if in_memory else "lazily from HDF5 (larger than the budget)")
+    train_cache, val_cache = EmbeddingCache(train_shards, in_memory), EmbeddingCache(val_shards, in_memory)
+    if embedder_record(train_cache) != embedder_record(val_cache):
+        raise ValueError("training and validation shards come from different embedders: rerun the embed stage")
+    fingerprint = settings_fingerprint(settings, [train_cache, val_cache])
+    state = resume_state(checkpoint, fingerprint)
+    batches = TaggingBatches(train_cache, tags, settings["batch_size"], settings["seed"], settings["bucket_by_length"])
+    val_batches = TaggingBatches(val_cache, tags, PREDICT_BATCH, settings["seed"])
+    if state:
+        model = keras.models.load_model(checkpoint / MODEL_FILE)
+        log.info("resuming after epoch %d (best validation entity F1 %.4f)", state["epochs_done"], state["best_f1"])
+        for _ in range(state["epochs_done"]):
+            batches.on_epoch_end()  # replay the batch order of the epochs already done
+    else:
+        model = build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
+                             settings["recurrent_dropout"])
+        model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
+                      loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+        state = {"best_f1": -1.0, "best_epoch": -1, "wait": 0, "rows": [], "epochs_done": 0}
+    state["fingerprint"] = fingerprint
+    stopper = EntityF1EarlyStopping(val_batches, tags, decode_method, settings["patience"], checkpoint, state)
+    started = time.time()
+    if state["epochs_done"] < settings["max_epochs"] and state["wait"] <= settings["patience"]:
+        model.fit(batches, epochs=settings["max_epochs"], initial_epoch=state["epochs_done"], callbacks=[stopper],
+                  verbose=2)
+    model.load_weights(checkpoint / "best.weights.h5")
+    summary = {"best_epoch": state["best_epoch"], "best_val_entity_f1": state["best_f1"],
+               "epochs_run": len(state["rows"]), "train_seconds": round(time.time() - started, 1),
+               "cache_in_memory": in_memory, "train_sentences": len(train_cache), "val_sentences": len(val_cache)}
+    save_run(model, tags, embedder_record(train_cache), settings, state["rows"], summary, run_dir)
+    return summary
+
+
+def save_run(model: keras.Model, tags: Sequence[str], embedder: dict, settings: dict, rows: list[dict],
+             summary: dict, run_dir: Path) -> None:
+    """Everything a later evaluation or tagging run needs, each file written atomically."""
+    with atomic_path(run_dir / MODEL_FILE) as tmp:
+        model.save(tmp + ".keras")
+        shutil.move(tmp + ".keras", tmp)
+    mix = model.get_layer("scalar_mix").mixing_weights()
+    files = {"tags.json": list(tags), "embedder.json": embedder, "settings.json": settings,
+             "layer_weights.json": mix, "training_summary.json": summary}
+    for name, content in files.items():
+        with atomic_path(run_dir / name) as tmp:
+            Path(tmp).write_text(json.dumps(content, indent=1))
+    write_history(rows, run_dir)
+    log.info("learned scalar mix: %s; best validation entity F1 %.4f at epoch %d", mix,
+             summary["best_val_entity_f1"], summary["best_epoch"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.train``: the Snakemake entry point."""
+    parser = argparse.ArgumentParser(description="Train the residual biLSTM tagger on cached embedding shards.")
+    parser.add_argument("--train", nargs="+", required=True, help="training HDF5 shards")
+    parser.add_argument("--val", nargs="+", required=True, help="validation HDF5 shards")
+    parser.add_argument("--meta", required=True, help="meta.json of the corpus stage (tag vocabulary)")
+    parser.add_argument("--settings", required=True, help="JSON of the 'train' config section")
+    parser.add_argument("--decode", default="bio_viterbi", help="decoding for validation F1")
+    parser.add_argument("--out", required=True, help="run directory")
+    args = parser.parse_args(argv)
+    tags = json.loads(Path(args.meta).read_text())["tags"]
+    train(args.train, args.val, tags, json.loads(args.settings), args.decode, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Shared fixtures: a tiny corpus in the Kaggle CSV format, a tiny trained biLM exported with the ELMo signature,
+and the HDF5 shards it produces. Everything is written by the tests themselves, so they run offline and fast."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+PEOPLE = ["Smith", "Obama", "Putin", "Merkel", "Chavez", "Annan"]
+PLACES = ["London", "Iraq", "Belgrade", "Paris", "Kenya", "Gaza"]
+ORGS = ["NATO", "Hamas", "Reuters", "Congress"]
+DAYS = ["Monday", "Tuesday", "2008", "Friday"]
+FILLER = ["the", "officials", "said", "NaN", "NA", "talks", "were", "held", "in", "with"]
+
+TINY_BILM = {
+    "char_embedding_dim": 4, "max_chars_per_token": 12, "filters": [[1, 4], [2, 4], [3, 8]], "highway_layers": 1,
+    "projection_dim": 8, "cell_dim": 16, "cell_clip": 3.0, "projection_clip": 3.0, "min_word_count": 1,
+    "num_samples": 16, "batch_size": 8, "epochs": 1, "learning_rate": 0.01, "dropout": 0.0, "seed": 1,
+    "extra_text": [],
+}
+TINY_TRAIN = {
+    "units": 8, "dropout": 0.0, "recurrent_dropout": 0.0, "batch_size": 5, "learning_rate": 0.01, "max_epochs": 2,
+    "patience": 1, "seed": 3, "cache_in_memory_gb": 1.0, "bucket_by_length": True,
+}
+
+
+def tiny_sentence(rng: random.Random) -> list[tuple[str, str, str]]:
+    """One sentence of (word, pos, tag) with a person, a place, an organisation and a time, in random order."""
+    rows = [("Mr.", "NNP", "B-per"), (rng.choice(PEOPLE), "NNP", "I-per")]
+    rows += [(w, "NN", "O") for w in rng.sample(FILLER, rng.randint(1, 4))]
+    rows += [(rng.choice(PLACES), "NNP", "B-geo")]
+    if rng.random() < 0.5:
+        rows += [("of", "IN", "O"), (rng.choice(ORGS), "NNP", "B-org")]
+    rows += [("on", "IN", "O"), (rng.choice(DAYS), "NNP", "B-tim"), (".", ".", "O")]
+    return rows
+
+
+def write_tiny_corpus(path: Path, sentences: int = 40, seed: int = 0) -> Path:
+    """A corpus CSV in the Kaggle format (latin-1, sentence id on the first row of each sentence)."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="latin-1") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Sentence #", "Word", "POS", "Tag"])
+        for number in range(1, sentences + 1):
+            for position, (word, pos, tag) in enumerate(tiny_sentence(rng)):
+                writer.writerow([f"Sentence: {number}" if position == 0 else "", word, pos, tag])
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    """The default configuration, shrunk to sizes that train in seconds."""
+    from pipeline.config import load_config
+
+    config = load_config()
+    config["corpus"]["shard_size"] = 16
+    config["bilm"] = dict(TINY_BILM)
+    config["train"] = dict(TINY_TRAIN)
+    config["embedder"]["batch_size"] = 8
+    return config
+
+
+@pytest.fixture(scope="session")
+def prepared_corpus(tmp_path_factory, tiny_config) -> tuple[Path, dict]:
+    """Corpus stage output (splits, shards, meta.json) for a 40-sentence corpus."""
+    from pipeline.corpus import prepare
+
+    root = tmp_path_factory.mktemp("corpus")
+    config = json.loads(json.dumps(tiny_config))
+    config["corpus"]["path"] = str(write_tiny_corpus(root / "ner_dataset.csv"))
+    meta = prepare(config, root / "out")
+    return root / "out", meta
+
+
+@pytest.fixture(scope="session")
+def exported_bilm(tmp_path_factory, prepared_corpus) -> Path:
+    """A tiny biLM trained for one epoch and exported as an ELMo-signature SavedModel."""
+    from pipeline.bilm.export import export_bilm
+    from pipeline.bilm.pretrain import pretrain
+
+    corpus_dir, _ = prepared_corpus
+    root = tmp_path_factory.mktemp("bilm")
+    pretrain(str(corpus_dir / "train.conll"), str(corpus_dir / "val.conll"), TINY_BILM, str(root / "model"))
+    export_bilm(root / "model", root / "hub")
+    return root / "hub"
+
+
+@pytest.fixture(scope="session")
+def cached_shards(tmp_path_factory, prepared_corpus, exported_bilm) -> dict[str, list[Path]]:
+    """HDF5 embedding shards of every split, produced through tensorflow_hub.load of the tiny export."""
+    from pipeline.embed import embed_shard
+
+    corpus_dir, meta = prepared_corpus
+    root = tmp_path_factory.mktemp("embeddings")
+    provenance = {"embedder_kind": "bilm", "corpus_sha256": meta["corpus_sha256"], "settings": "{}"}
+    shards = {}
+    for split, names in meta["shards"].items():
+        shards[split] = []
+        for name in names:
+            out = root / f"{name}.h5"
+            embed_shard(corpus_dir / "shards" / f"{name}.conll", str(exported_bilm), out, 8, "float16", provenance)
+            shards[split].append(out)
+    return shards

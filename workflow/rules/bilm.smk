@@ -1,0 +1,36 @@
+rule pretrain_bilm:
+    message:
+        "Pretraining the offline ELMo-architecture biLM on the training split"
+    input:
+        train=f"{CORPUS_DIR}/train.conll",
+        val=f"{CORPUS_DIR}/val.conll",
+        extra=config["bilm"]["extra_text"],
+    output:
+        directory(BILM_MODEL),
+    params:
+        settings=section_json("bilm"),
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    log:
+        "logs/pretrain_bilm.log",
+    benchmark:
+        "benchmarks/pretrain_bilm.tsv"
+    shell:
+        "python -m pipeline.bilm.pretrain --train {input.train} --val {input.val} --settings {params.settings:q} --out {output} > {log} 2>&1"
+
+
+rule export_bilm:
+    message:
+        "Exporting the biLM as a SavedModel with the TF-Hub ELMo signature"
+    input:
+        rules.pretrain_bilm.output,
+    output:
+        directory(BILM_HUB),
+    log:
+        "logs/export_bilm.log",
+    benchmark:
+        "benchmarks/export_bilm.tsv"
+    shell:
+        "python -m pipeline.bilm.export --bilm {input} --out {output} > {log} 2>&1"

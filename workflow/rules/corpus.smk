@@ -1,0 +1,17 @@
+checkpoint split_corpus:
+    message:
+        "Reading, validating, splitting and sharding the corpus"
+    input:
+        corpus=corpus_file(),
+    output:
+        meta=f"{CORPUS_DIR}/meta.json",
+        splits=expand(f"{CORPUS_DIR}/{{split}}.conll", split=SPLITS),
+        shards=directory(f"{CORPUS_DIR}/shards"),
+    params:
+        settings=section_json("corpus"),
+    log:
+        "logs/split_corpus.log",
+    benchmark:
+        "benchmarks/split_corpus.tsv"
+    shell:
+        "python -m pipeline.corpus --settings {params.settings:q} --corpus {input.corpus:q} --out {CORPUS_DIR} > {log} 2>&1"

@@ -1,0 +1,22 @@
+rule embed_shard:
+    message:
+        "Embedding shard {wildcards.shard} once into the HDF5 cache"
+    input:
+        shard=lambda wildcards: f"{checkpoints.split_corpus.get().output.shards}/{wildcards.shard}.conll",
+        meta=f"{CORPUS_DIR}/meta.json",
+        embedder=embedder_inputs,
+    output:
+        f"{CACHE}/embeddings/{{shard}}.h5",
+    params:
+        settings=section_json("embedder"),
+        handle=embedder_handle(),
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        "logs/embed/{shard}.log",
+    benchmark:
+        "benchmarks/embed/{shard}.tsv"
+    shell:
+        "python -m pipeline.embed --shard {input.shard} --handle {params.handle:q} --meta {input.meta} --settings {params.settings:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,18 @@
+rule evaluate:
+    message:
+        "Evaluating entity-level precision, recall and F1 on the test split"
+    input:
+        model=rules.train.output.model,
+        test=shard_embeddings("test"),
+    output:
+        metrics=f"{RUN_DIR}/test/metrics.json",
+        report=f"{RUN_DIR}/test/report.txt",
+        predictions=f"{RUN_DIR}/test/predictions.conll",
+    params:
+        decode=config["evaluate"]["decode"],
+    log:
+        "logs/evaluate.log",
+    benchmark:
+        "benchmarks/evaluate.tsv"
+    shell:
+        "python -m pipeline.evaluate --run {RUN_DIR} --test {input.test} --decode {params.decode} --out {RUN_DIR}/test > {log} 2>&1"

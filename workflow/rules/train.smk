@@ -1,0 +1,26 @@
+rule train:
+    message:
+        "Training the residual biLSTM tagger on the cached embeddings"
+    input:
+        train=shard_embeddings("train"),
+        val=shard_embeddings("val"),
+        meta=f"{CORPUS_DIR}/meta.json",
+    output:
+        model=f"{RUN_DIR}/model.keras",
+        tags=f"{RUN_DIR}/tags.json",
+        embedder=f"{RUN_DIR}/embedder.json",
+        history=f"{RUN_DIR}/history.csv",
+        curves=f"{RUN_DIR}/learning_curves.png",
+        layer_weights=f"{RUN_DIR}/layer_weights.json",
+    params:
+        settings=section_json("train"),
+    threads: workflow.cores
+    resources:
+        mem_mb=12000,
+        runtime=120,
+    log:
+        "logs/train.log",
+    benchmark:
+        "benchmarks/train.tsv"
+    shell:
+        "python -m pipeline.train --train {input.train} --val {input.val} --meta {input.meta} --settings {params.settings:q} --out {RUN_DIR} > {log} 2>&1"
