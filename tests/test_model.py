@@ -1,0 +1,45 @@
+"""The tagger model: ELMo's scalar mix formula, masking of padding, any batch size."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from pipeline.model import ScalarMix, build_tagger
+
+
+def test_scalar_mix_computes_gamma_times_softmax_weighted_sum():
+    mix = ScalarMix()
+    stacked = np.random.default_rng(0).normal(size=(2, 3, 3, 4)).astype("float32")
+    mix.build(stacked.shape)
+    mix.layer_weights.assign(np.array([0.0, 1.0, 2.0], dtype="float32"))
+    mix.gamma.assign(0.5)
+    weights = np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
+    expected = 0.5 * np.einsum("btlw,l->btw", stacked, weights)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(mix(stacked)), expected, rtol=1e-5)
+
+
+def test_scalar_mix_starts_with_equal_weights_and_unit_gamma():
+    mix = ScalarMix()
+    mix.build((1, 1, 3, 2))
+    assert mix.mixing_weights() == {"layer_weights": [1 / 3, 1 / 3, 1 / 3], "gamma": 1.0} or np.allclose(
+        mix.mixing_weights()["layer_weights"], [1 / 3] * 3)
+
+
+def test_padding_does_not_change_predictions_for_real_tokens():
+    keras.utils.set_random_seed(0)
+    model = build_tagger(width=6, n_tags=5, units=4, dropout=0.0)
+    layers = np.random.default_rng(1).normal(size=(1, 3, 3, 6)).astype("float32")
+    padded = np.concatenate([layers, np.full((1, 5, 3, 6), 9.0, "float32")], axis=1)
+    short = model.predict_on_batch({"layers": layers, "lengths": np.array([3], "int32")})
+    long = model.predict_on_batch({"layers": padded, "lengths": np.array([3], "int32")})
+    np.testing.assert_allclose(short[0], long[0, :3], atol=1e-5)
+
+
+def test_any_batch_size_trains():
+    keras.utils.set_random_seed(0)
+    model = build_tagger(width=4, n_tags=3, units=4, dropout=0.0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    for batch in (1, 3, 7):
+        x = {"layers": np.ones((batch, 5, 3, 4), "float32"), "lengths": np.full(batch, 4, "int32")}
+        loss = model.train_on_batch(x, np.zeros((batch, 5), "int32"), sample_weight=np.ones((batch, 5), "float32"))
+        assert np.isfinite(loss)

@@ -1,0 +1,76 @@
+"""Training on the cache and evaluating: the run directory holds everything, metrics come from seqeval."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.evaluate import evaluate
+from pipeline.train import train
+
+from conftest import TINY_TRAIN
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cached_shards, prepared_corpus):
+    _, meta = prepared_corpus
+    out = tmp_path_factory.mktemp("run")
+    train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "bio_viterbi", out)
+    return out
+
+
+def test_run_directory_holds_model_vocabulary_embedder_and_curves(run_dir):
+    for name in ("model.keras", "tags.json", "embedder.json", "settings.json", "history.csv", "learning_curves.png",
+                 "layer_weights.json"):
+        assert (run_dir / name).is_file(), name
+    embedder = json.loads((run_dir / "embedder.json").read_text())
+    assert embedder["embedder_kind"] == "bilm" and embedder["width"] > 0
+
+
+def test_learned_layer_weights_are_a_distribution(run_dir):
+    mix = json.loads((run_dir / "layer_weights.json").read_text())
+    assert len(mix["layer_weights"]) == 3 and abs(sum(mix["layer_weights"]) - 1) < 1e-5
+
+
+def test_history_records_validation_entity_f1_each_epoch(run_dir):
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    assert "val_entity_f1" in lines[0] and len(lines) == 1 + TINY_TRAIN["max_epochs"]
+
+
+def test_evaluation_writes_seqeval_metrics_report_and_predictions(run_dir, cached_shards, tmp_path):
+    metrics = evaluate(run_dir, cached_shards["test"], "bio_viterbi", tmp_path)
+    assert set(metrics["averages"]) == {"micro", "macro", "weighted"}
+    assert 0.0 <= metrics["averages"]["micro"]["f1-score"] <= 1.0
+    assert (tmp_path / "report.txt").read_text().startswith(" ") or "precision" in (tmp_path / "report.txt").read_text()
+    rows = [line.split("\t") for line in (tmp_path / "predictions.conll").read_text().splitlines() if line]
+    assert sum(1 for _ in rows) == metrics["tokens"] and all(len(r) == 3 for r in rows)
+
+
+def test_interrupted_training_resumes_from_the_last_complete_epoch(tmp_path, cached_shards, prepared_corpus):
+    _, meta = prepared_corpus
+    settings = TINY_TRAIN | {"max_epochs": 3, "patience": 5}
+    whole = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "bio_viterbi", tmp_path / "a")
+    first = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings | {"max_epochs": 1},
+                  "bio_viterbi", tmp_path / "b")
+    assert first["epochs_run"] == 1
+    # Same directory, longer budget: the fingerprint differs (max_epochs is a setting), so a real kill is simulated
+    # by rewriting the state's fingerprint to the full run's settings.
+    from pipeline.train import settings_fingerprint
+    from pipeline.cache import EmbeddingCache
+
+    caches = [EmbeddingCache(cached_shards["train"], True), EmbeddingCache(cached_shards["val"], True)]
+    state_file = tmp_path / "b" / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["fingerprint"] = settings_fingerprint(settings, caches)
+    state_file.write_text(json.dumps(state))
+    resumed = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "bio_viterbi", tmp_path / "b")
+    assert resumed["epochs_run"] == 3
+    # Tolerance, not equality: the resumed process re-traces its graphs and restores float32 optimizer moments, and
+    # TensorFlow's CPU kernels then sum in a different order (measured: 0.1-1% relative drift in the loss).
+    import csv
+
+    def losses(run):
+        with open(tmp_path / run / "history.csv") as handle:
+            return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+    assert losses("b") == pytest.approx(losses("a"), rel=0.03)
