@@ -155,6 +155,10 @@ class EmbeddingCache:
             out[row, : len(values)] = values
         return out
 
+    def inputs(self, indices: Sequence[int], length: int) -> dict:
+        """Model inputs of a batch: ``layers`` [b, length, 3, width] and ``lengths`` [b]."""
+        return {"layers": self.batch(indices, length), "lengths": self.lengths[indices].astype(np.int32)}
+
     def column(self, name: str) -> list:
         """Per-sentence lists of ``words``, ``pos`` or ``tags``, or the ``sentence_ids``."""
         return self._text[name]

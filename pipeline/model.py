@@ -51,13 +51,9 @@ class LengthMask(keras.layers.Layer):
         return ops.expand_dims(ops.arange(time, dtype="int32"), 0) < ops.expand_dims(ops.cast(lengths, "int32"), 1)
 
 
-def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0) -> keras.Model:
-    """Functional model: inputs ``layers`` [b, t, 3, width] and ``lengths`` [b]; output tag probabilities [b, t, tags]."""
-    layers = keras.Input(shape=(None, ELMO_LAYERS, width), name="layers")
-    lengths = keras.Input(shape=(), dtype="int32", name="lengths")
-    mask = LengthMask(name="mask")(lengths, layers)
-    mixed = ScalarMix(name="scalar_mix")(layers)
-    x = keras.layers.Dropout(dropout, name="mix_dropout")(mixed)
+def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0):
+    """Dropout, two biLSTM layers with a residual connection between them, per-token softmax over the tags."""
+    x = keras.layers.Dropout(dropout, name="features_dropout")(features)
     first = keras.layers.Bidirectional(
         keras.layers.LSTM(units, return_sequences=True, recurrent_dropout=recurrent_dropout), name="bilstm_1"
     )(x, mask=mask)
@@ -65,5 +61,24 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
         keras.layers.LSTM(units, return_sequences=True, recurrent_dropout=recurrent_dropout), name="bilstm_2"
     )(keras.layers.Dropout(dropout, name="between_dropout")(first), mask=mask)
     residual = keras.layers.Add(name="residual")([first, second])
-    probabilities = keras.layers.Dense(n_tags, activation="softmax", name="tags")(residual)
+    return keras.layers.Dense(n_tags, activation="softmax", name="tags")(residual)
+
+
+def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0) -> keras.Model:
+    """Functional model: inputs ``layers`` [b, t, 3, width] and ``lengths`` [b]; output tag probabilities [b, t, tags]."""
+    layers = keras.Input(shape=(None, ELMO_LAYERS, width), name="layers")
+    lengths = keras.Input(shape=(), dtype="int32", name="lengths")
+    mask = LengthMask(name="mask")(lengths, layers)
+    mixed = ScalarMix(name="scalar_mix")(layers)
+    probabilities = residual_bilstm_head(mixed, mask, n_tags, units, dropout, recurrent_dropout)
     return keras.Model({"layers": layers, "lengths": lengths}, probabilities, name="residual_bilstm_tagger")
+
+
+def build_word_tagger(vocab_size: int, dim: int, n_tags: int, units: int, dropout: float) -> keras.Model:
+    """The same head fed only a word embedding trained from scratch: the baseline the ELMo features must beat."""
+    word_ids = keras.Input(shape=(None,), dtype="int32", name="word_ids")
+    lengths = keras.Input(shape=(), dtype="int32", name="lengths")
+    mask = LengthMask(name="mask")(lengths, word_ids)
+    embedded = keras.layers.Embedding(vocab_size, dim, name="word_embedding")(word_ids)
+    probabilities = residual_bilstm_head(embedded, mask, n_tags, units, dropout)
+    return keras.Model({"word_ids": word_ids, "lengths": lengths}, probabilities, name="word_embedding_tagger")

@@ -38,7 +38,11 @@ LOSS_FLOOR = 1e-9
 
 
 class TaggingBatches(keras.utils.PyDataset):
-    """(inputs, tag ids, padding weights) batches from an :class:`EmbeddingCache`, reshuffled each epoch."""
+    """(inputs, tag ids, padding weights) batches, reshuffled each epoch.
+
+    ``cache`` is an :class:`EmbeddingCache` or anything with the same ``lengths``, ``inputs(indices, length)`` and
+    ``column("tags")`` (the word-embedding baseline feeds word ids through the same loop).
+    """
 
     def __init__(self, cache: EmbeddingCache, tags: Sequence[str], batch_size: int, seed: int, bucket: bool = True):
         super().__init__()
@@ -65,8 +69,7 @@ class TaggingBatches(keras.utils.PyDataset):
         for row, i in enumerate(members):
             targets[row, : lengths[row]] = self.gold[i]
         weights = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
-        inputs = {"layers": self.cache.batch(members, length), "lengths": lengths.astype(np.int32)}
-        return inputs, targets, weights
+        return self.cache.inputs(members, length), targets, weights
 
     def on_epoch_end(self) -> None:
         self.batches = self.epoch_batches()
@@ -78,8 +81,7 @@ def predict_probabilities(model: keras.Model, cache: EmbeddingCache, batch_size:
     for members in length_buckets(cache.lengths, batch_size):
         lengths = cache.lengths[members]
         length = padded_length(int(lengths.max()))
-        inputs = {"layers": cache.batch(members, length), "lengths": lengths.astype(np.int32)}
-        probabilities = np.asarray(model.predict_on_batch(inputs))
+        probabilities = np.asarray(model.predict_on_batch(cache.inputs(members, length)))
         for row, i in enumerate(members):
             result[i] = probabilities[row, : lengths[row]]
     return result
@@ -214,17 +216,34 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
     if embedder_record(train_cache) != embedder_record(val_cache):
         raise ValueError("training and validation shards come from different embedders: rerun the embed stage")
     fingerprint = settings_fingerprint(settings, [train_cache, val_cache])
+
+    def new_model() -> keras.Model:
+        return build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
+                            settings["recurrent_dropout"])
+
+    model, state, seconds = fit_with_early_stopping(new_model, train_cache, val_cache, tags, settings, checkpoint,
+                                                    fingerprint, decode_method)
+    summary = {"best_epoch": state["best_epoch"], "best_val_entity_f1": state["best_f1"],
+               "epochs_run": len(state["rows"]), "train_seconds": seconds,
+               "cache_in_memory": in_memory, "train_sentences": len(train_cache), "val_sentences": len(val_cache)}
+    save_run(model, tags, embedder_record(train_cache), settings, state["rows"], summary, run_dir)
+    return summary
+
+
+def fit_with_early_stopping(new_model, train_features, val_features, tags: Sequence[str], settings: dict,
+                            checkpoint: Path, fingerprint: str, decode_method: str = "bio_viterbi"):
+    """Fit (or resume) a tagger with entity-F1 early stopping; return (best model, state, seconds)."""
     state = resume_state(checkpoint, fingerprint)
-    batches = TaggingBatches(train_cache, tags, settings["batch_size"], settings["seed"], settings["bucket_by_length"])
-    val_batches = TaggingBatches(val_cache, tags, PREDICT_BATCH, settings["seed"])
+    batches = TaggingBatches(train_features, tags, settings["batch_size"], settings["seed"],
+                             settings["bucket_by_length"])
+    val_batches = TaggingBatches(val_features, tags, PREDICT_BATCH, settings["seed"])
     if state:
         model = keras.models.load_model(checkpoint / MODEL_FILE)
         log.info("resuming after epoch %d (best validation entity F1 %.4f)", state["epochs_done"], state["best_f1"])
         for _ in range(state["epochs_done"]):
             batches.on_epoch_end()  # replay the batch order of the epochs already done
     else:
-        model = build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
-                             settings["recurrent_dropout"])
+        model = new_model()
         model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
                       loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
         state = {"best_f1": -1.0, "best_epoch": -1, "wait": 0, "rows": [], "epochs_done": 0}
@@ -235,11 +254,7 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
         model.fit(batches, epochs=settings["max_epochs"], initial_epoch=state["epochs_done"], callbacks=[stopper],
                   verbose=2)
     model.load_weights(checkpoint / "best.weights.h5")
-    summary = {"best_epoch": state["best_epoch"], "best_val_entity_f1": state["best_f1"],
-               "epochs_run": len(state["rows"]), "train_seconds": round(time.time() - started, 1),
-               "cache_in_memory": in_memory, "train_sentences": len(train_cache), "val_sentences": len(val_cache)}
-    save_run(model, tags, embedder_record(train_cache), settings, state["rows"], summary, run_dir)
-    return summary
+    return model, state, round(time.time() - started, 1)
 
 
 def save_run(model: keras.Model, tags: Sequence[str], embedder: dict, settings: dict, rows: list[dict],
