@@ -20,6 +20,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 
 
+# Run on the submit host even with a cluster executor: these are short and a Slurm job would mostly wait in the queue.
+localrules:
+    all,
+    split_corpus,
+    evaluate,
+
+
 rule all:
     input:
         rules.evaluate.output,

@@ -28,6 +28,9 @@ rule export_bilm:
         rules.pretrain_bilm.output,
     output:
         directory(BILM_HUB),
+    resources:
+        mem_mb=4000,
+        runtime=15,
     log:
         "logs/export_bilm.log",
     benchmark:

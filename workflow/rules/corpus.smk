@@ -9,6 +9,9 @@ checkpoint split_corpus:
         shards=directory(f"{CORPUS_DIR}/shards"),
     params:
         settings=section_json("corpus"),
+    resources:
+        mem_mb=4000,
+        runtime=15,
     log:
         "logs/split_corpus.log",
     benchmark:

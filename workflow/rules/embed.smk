@@ -14,6 +14,8 @@ rule embed_shard:
     resources:
         mem_mb=4000,
         runtime=60,
+        # One GPU per job when the config sets cluster.gpu (Slurm: --gpus=1); 0 requests none.
+        gpu=1 if config.get("cluster", {}).get("gpu", False) else 0,
     log:
         "logs/embed/{shard}.log",
     benchmark:

@@ -10,6 +10,9 @@ rule evaluate:
         predictions=f"{RUN_DIR}/test/predictions.conll",
     params:
         decode=config["evaluate"]["decode"],
+    resources:
+        mem_mb=4000,
+        runtime=30,
     log:
         "logs/evaluate.log",
     benchmark:

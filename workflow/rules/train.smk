@@ -18,6 +18,8 @@ rule train:
     resources:
         mem_mb=12000,
         runtime=120,
+        # One GPU per job when the config sets cluster.gpu (Slurm: --gpus=1); 0 requests none.
+        gpu=1 if config.get("cluster", {}).get("gpu", False) else 0,
     log:
         "logs/train.log",
     benchmark:

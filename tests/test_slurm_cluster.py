@@ -1,0 +1,196 @@
+"""On a real one-node Slurm cluster: the tiny pipeline through ``--profile profiles/slurm`` (snakemake-executor-plugin-
+slurm, genuine sbatch/srun/squeue) gives exactly what a local run gives, and every embed shard is its own Slurm job.
+
+The fixture brings the cluster up with ``.ci/slurm-cluster.sh up`` (installs Debian's Slurm, writes slurm.conf, starts
+the daemons) and always tears it down. Outside CI the test skips where that cannot work (not root, no apt); with
+CI=true it fails instead, so that a CI runner that lost root or apt cannot silently drop the cluster check.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import TINY_BILM, TINY_TRAIN, write_tiny_corpus
+
+PROJECT = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPT = PROJECT / ".ci" / "slurm-cluster.sh"
+pytestmark = pytest.mark.cluster
+
+# Bounds on the external steps: installing Slurm from apt on a fresh runner, and one whole pipeline run (each of the
+# five cluster stages pays a Python + TensorFlow start inside its job); generous so that a hang fails, not a slow CI.
+INSTALL_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 900
+# The tiny corpus: 40 sentences cut into shards of 12 gives 3 train shards plus one val and one test shard, so
+# several embed jobs are queued at once.
+SENTENCES = 40
+SHARD_SIZE = 12
+# The tiny models need well under 1 GB; asking for the rules' production memory would not fit a small CI runner's node.
+TINY_MEM_MB = 1000
+CLUSTER_RULES = ("pretrain_bilm", "export_bilm", "embed_shard", "train")
+# One CPU per job: the test node has the machine's CPUs (2 on CI), so two shards embed side by side.
+THREADS_PER_JOB = 1
+# The plugin waits 40 s before its first squeue by default (sized for busy production clusters); a job of the tiny
+# pipeline lasts about 15 s, so poll sooner. Snakemake's own interval between status rounds likewise.
+FIRST_STATUS_CHECK_S = 2
+STATUS_CHECK_INTERVAL_S = 2
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_unless(condition: bool, reason: str) -> None:
+    """Skip locally when the cluster cannot be built here; fail in CI, where it must run."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"the Slurm cluster test must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def cluster_script(action: str, timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CLUSTER_SCRIPT), action], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(request) -> None:
+    """A running one-node Slurm cluster for this module; stopped afterwards whatever happened."""
+    skip_unless(os.geteuid() == 0, "needs root to install and start Slurm (run as root, as CI does)")
+    skip_unless(shutil.which("apt-get") is not None or shutil.which("slurmctld") is not None,
+                "needs apt-get to install Debian's Slurm packages")
+    skip_unless(importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None,
+                "snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
+    # Registered before `up` so that daemons started by a failed `up` are stopped too.
+    request.addfinalizer(lambda: cluster_script("down", timeout=120))
+    started = cluster_script("up", timeout=INSTALL_TIMEOUT_S)
+    assert started.returncode == 0, f"cluster did not come up:\n{started.stdout}\n{started.stderr}"
+
+
+def project_copy(root: Path) -> Path:
+    """The workflow, its configuration and the profile in a fresh directory (the shared working directory)."""
+    root.mkdir()
+    for item in ("Snakefile", "workflow", "config", "profiles"):
+        source = PROJECT / item
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / item)
+    config = {
+        "corpus": {"path": str(write_tiny_corpus(root / "tiny.csv", sentences=SENTENCES)), "shard_size": SHARD_SIZE},
+        "bilm": TINY_BILM,
+        "train": TINY_TRAIN,
+        "embedder": {"batch_size": 8},
+    }
+    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def without_slurm_environment() -> dict:
+    """This process's environment less any SLURM_* variables (pytest itself may run inside a Slurm job)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+
+
+def start_local_run(workdir: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml"]
+    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=without_slurm_environment())
+
+
+def run_on_cluster(workdir: Path) -> subprocess.CompletedProcess:
+    """The documented command, plus what this accounting-less test cluster and the tiny corpus need."""
+    command = [
+        sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "tiny.yaml",
+        # No slurmdbd here: sacct knows no jobs and there are no accounts.
+        "--slurm-status-command", "squeue", "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks", str(FIRST_STATUS_CHECK_S),
+        "--seconds-between-status-checks", str(STATUS_CHECK_INTERVAL_S),
+        # Keep every job's Slurm log: the test maps each shard to its job id through them.
+        "--slurm-keep-successful-logs",
+        "--max-threads", str(THREADS_PER_JOB),
+        "--set-resources", *[f"{rule}:mem_mb={TINY_MEM_MB}" for rule in CLUSTER_RULES],
+    ]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                          env=without_slurm_environment())
+
+
+def slurm_jobs() -> str:
+    """Every job slurmctld still remembers (finished ones stay MinJobAge seconds): id, state, node, rule/wildcards."""
+    return subprocess.run(["squeue", "--states=all", "--format=%.6i %.10T %.8N %k"], capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def both_runs(slurm_cluster, tmp_path_factory) -> tuple[Path, Path]:
+    """The same tiny pipeline run on the Slurm cluster and locally (side by side, to halve the wall time)."""
+    root = tmp_path_factory.mktemp("slurm")
+    cluster_dir, local_dir = project_copy(root / "cluster"), project_copy(root / "local")
+    local = start_local_run(local_dir)
+    try:
+        cluster = run_on_cluster(cluster_dir)
+    finally:
+        local_output, _ = local.communicate(timeout=RUN_TIMEOUT_S)
+    listing = slurm_jobs()
+    (cluster_dir / "squeue.txt").write_text(listing)
+    print(f"\nSlurm jobs of the cluster run:\n{listing}")
+    assert cluster.returncode == 0, cluster.stdout[-4000:] + cluster.stderr[-6000:]
+    assert local.returncode == 0, local_output[-6000:]
+    return cluster_dir, local_dir
+
+
+def shard_files(workdir: Path) -> dict[str, Path]:
+    return {path.stem: path for path in sorted((workdir / "cache" / "embeddings").glob("*.h5"))}
+
+
+def test_each_embed_shard_ran_as_its_own_slurm_job(both_runs):
+    cluster_dir, _ = both_runs
+    shards = shard_files(cluster_dir)
+    meta = json.loads((cluster_dir / "cache" / "corpus" / "meta.json").read_text())
+    assert sorted(shards) == sorted(name for names in meta["shards"].values() for name in names)
+    assert len(shards) > 1
+    job_ids = {}
+    for name, path in shards.items():
+        with h5py.File(path, "r") as handle:
+            job_ids[name] = str(handle.attrs["slurm_job_id"])
+    assert all(job_ids.values()), f"a shard was embedded outside Slurm: {job_ids}"
+    assert len(set(job_ids.values())) == len(shards), f"shards shared a Slurm job: {job_ids}"
+    # The plugin writes each job's log as .snakemake/slurm_logs/rule_<rule>/<wildcards>/<job id>.log: the shard named
+    # in the path is the one whose HDF5 file carries that id.
+    logs = cluster_dir / ".snakemake" / "slurm_logs" / "rule_embed_shard"
+    for name, job_id in job_ids.items():
+        assert (logs / name / f"{job_id}.log").is_file(), f"no Slurm log of job {job_id} for shard {name}"
+
+
+def test_the_rules_kept_local_did_not_go_to_slurm(both_runs):
+    cluster_dir, _ = both_runs
+    logged = {path.name for path in (cluster_dir / ".snakemake" / "slurm_logs").iterdir()}
+    assert logged == {f"rule_{rule}" for rule in CLUSTER_RULES}
+
+
+def test_cluster_cache_equals_the_local_cache(both_runs):
+    """Same code, seeds and CPU on both sides, and the tiny models are trained with deterministic ops on one
+    process: the cached activations must be bit-identical, not merely close."""
+    cluster_dir, local_dir = both_runs
+    cluster_shards, local_shards = shard_files(cluster_dir), shard_files(local_dir)
+    assert sorted(cluster_shards) == sorted(local_shards)
+    for name in cluster_shards:
+        with h5py.File(cluster_shards[name], "r") as ours, h5py.File(local_shards[name], "r") as theirs:
+            assert not theirs.attrs["slurm_job_id"]
+            assert sorted(ours) == sorted(theirs)
+            for dataset in ours:
+                assert np.array_equal(ours[dataset][()], theirs[dataset][()]), f"{name}: {dataset} differs"
+            assert ours.attrs["checksum"] == theirs.attrs["checksum"]
+
+
+def test_cluster_metrics_equal_the_local_metrics(both_runs):
+    cluster_dir, local_dir = both_runs
+    metrics = [json.loads((d / "results" / "ner" / "test" / "metrics.json").read_text()) for d in both_runs]
+    assert metrics[0] == metrics[1]
+    assert (cluster_dir / "results" / "ner" / "test" / "predictions.conll").read_text() == (
+        local_dir / "results" / "ner" / "test" / "predictions.conll").read_text()
