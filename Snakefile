@@ -12,12 +12,16 @@ configfile: "config/config.yaml"
 validate(config, "config/schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/bilm.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 # Run on the submit host even with a cluster executor: these are short and a Slurm job would mostly wait in the queue.
@@ -25,9 +29,11 @@ localrules:
     all,
     split_corpus,
     evaluate,
+    report_figures,
 
 
 rule all:
     input:
         rules.evaluate.output,
+        rules.report_figures.output,
     default_target: True

@@ -70,7 +70,7 @@ def test_changing_a_training_setting_reruns_only_training_and_evaluation(finishe
     workdir, config = finished_workflow
     changed = json.loads(json.dumps(config))
     changed["train"]["units"] = 6
-    assert planned_jobs(workdir, changed) == {"train": 1, "evaluate": 1, "all": 1}
+    assert planned_jobs(workdir, changed) == {"train": 1, "evaluate": 1, "report_figures": 1, "all": 1}
 
 
 def test_changing_an_embedder_setting_re_embeds(finished_workflow):

@@ -10,7 +10,9 @@ rule train:
         tags=f"{RUN_DIR}/tags.json",
         embedder=f"{RUN_DIR}/embedder.json",
         history=f"{RUN_DIR}/history.csv",
-        curves=f"{RUN_DIR}/learning_curves.png",
+        curves=report(
+            f"{RUN_DIR}/learning_curves.png", caption="../report/learning_curves.rst", category="2. Training"
+        ),
         layer_weights=f"{RUN_DIR}/layer_weights.json",
     params:
         settings=section_json("train"),
