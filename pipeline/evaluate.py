@@ -20,6 +20,7 @@ from seqeval.metrics import classification_report
 from pipeline.cache import EmbeddingCache, check_shards_agree
 from pipeline.decode import allowed_transitions, bio_viterbi
 from pipeline.logs import atomic_path, get_logger
+from pipeline.tasks import get_task, token_accuracy
 from pipeline.train import MODEL_FILE, predict_probabilities
 
 log = get_logger(__name__)
@@ -61,19 +62,41 @@ def write_predictions(path: Path, words, gold, predicted) -> None:
             out.write("\n")
 
 
+def token_level_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict:
+    """For token-level tasks (POS): accuracy overall and per gold tag."""
+    per_tag: dict[str, list[int]] = {}
+    for gs, ps in zip(gold, predicted):
+        for g, p in zip(gs, ps):
+            counts = per_tag.setdefault(g, [0, 0])
+            counts[0] += g == p
+            counts[1] += 1
+    return {"token_accuracy": token_accuracy(gold, predicted), "sentences": len(gold),
+            "tokens": sum(len(g) for g in gold),
+            "per_tag": {t: {"accuracy": c / n, "support": n} for t, (c, n) in sorted(per_tag.items())}}
+
+
 def evaluate(run_dir: str | Path, test_shards: Sequence[str], decode_method: str, out_dir: str | Path) -> dict:
-    """Tag the cached test split with the run's model and write metrics, report and predictions to ``out_dir``."""
+    """Tag the cached test split with the run's model and write metrics, report and predictions to ``out_dir``.
+
+    The task (NER by default, or POS) comes from the run's training summary; token-level tasks decode by argmax and
+    report token accuracy, since entity spans mean nothing for them.
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tags = json.loads((run_dir / "tags.json").read_text())
     embedder = json.loads((run_dir / "embedder.json").read_text())
     cache = EmbeddingCache(test_shards, in_memory=True)
     check_shards_agree(cache.infos, {k: embedder[k] for k in ("embedder_handle", "width", "corpus_sha256")})
+    summary_file = run_dir / "training_summary.json"
+    task = get_task(json.loads(summary_file.read_text()).get("task", "ner") if summary_file.is_file() else "ner")
     model = keras.models.load_model(run_dir / MODEL_FILE)
     probabilities = predict_probabilities(model, cache)
+    decode_method = decode_method if task.decode == "bio_viterbi" else task.decode
     predicted = decode_all(probabilities, tags, decode_method)
-    gold = cache.column("tags")
-    metrics = entity_metrics(gold, predicted) | {"decode": decode_method, "run_dir": str(run_dir)}
+    gold = cache.column(task.column)
+    if task.score_name != "entity_f1":
+        return write_token_level(task.name, gold, predicted, cache.column("words"), decode_method, run_dir, out_dir)
+    metrics = entity_metrics(gold, predicted) | {"task": task.name, "decode": decode_method, "run_dir": str(run_dir)}
     with atomic_path(out_dir / "metrics.json") as tmp:
         Path(tmp).write_text(json.dumps(metrics, indent=1))
     text = classification_report(gold, predicted, digits=REPORT_DIGITS, zero_division=0)
@@ -81,6 +104,19 @@ def evaluate(run_dir: str | Path, test_shards: Sequence[str], decode_method: str
         Path(tmp).write_text(text + f"\ntoken accuracy (real tokens only): {metrics['token_accuracy']:.4f}\n")
     write_predictions(out_dir / "predictions.conll", cache.column("words"), gold, predicted)
     log.info("test entity F1 (micro) %.4f\n%s", metrics["averages"]["micro"]["f1-score"], text)
+    return metrics
+
+
+def write_token_level(task: str, gold, predicted, words, decode_method: str, run_dir: Path, out_dir: Path) -> dict:
+    """metrics.json, report.txt and predictions.conll of a token-level task."""
+    metrics = token_level_metrics(gold, predicted) | {"task": task, "decode": decode_method, "run_dir": str(run_dir)}
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        Path(tmp).write_text(json.dumps(metrics, indent=1))
+    lines = [f"{t:>8}  accuracy {v['accuracy']:.4f}  support {v['support']}" for t, v in metrics["per_tag"].items()]
+    with atomic_path(out_dir / "report.txt") as tmp:
+        Path(tmp).write_text("\n".join(lines) + f"\n\ntoken accuracy: {metrics['token_accuracy']:.4f}\n")
+    write_predictions(out_dir / "predictions.conll", words, gold, predicted)
+    log.info("%s test token accuracy %.4f", task, metrics["token_accuracy"])
     return metrics
 
 

@@ -20,7 +20,6 @@ from typing import Sequence
 
 import keras
 import numpy as np
-from seqeval.metrics import f1_score
 
 from pipeline.batching import length_buckets, padded_length, shape_probes_first, shuffled_batches
 from pipeline.cache import EmbeddingCache, estimated_bytes
@@ -28,6 +27,7 @@ from pipeline.config import settings_json
 from pipeline.decode import decode
 from pipeline.logs import atomic_path, get_logger
 from pipeline.model import build_tagger
+from pipeline.tasks import TASKS, Task, get_task
 
 log = get_logger(__name__)
 GIB = 1 << 30
@@ -35,6 +35,7 @@ PREDICT_BATCH = 128
 CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE = "model.keras"
 LOSS_FLOOR = 1e-9
+SCORE_LABELS = {"val_entity_f1": "validation entity F1 (seqeval, micro)", "val_token_accuracy": "validation token accuracy"}
 
 
 class TaggingBatches(keras.utils.PyDataset):
@@ -44,11 +45,13 @@ class TaggingBatches(keras.utils.PyDataset):
     ``column("tags")`` (the word-embedding baseline feeds word ids through the same loop).
     """
 
-    def __init__(self, cache: EmbeddingCache, tags: Sequence[str], batch_size: int, seed: int, bucket: bool = True):
+    def __init__(self, cache: EmbeddingCache, tags: Sequence[str], batch_size: int, seed: int, bucket: bool = True,
+                 column: str = "tags"):
         super().__init__()
         self.cache = cache
+        self.column = column
         self.tag_index = {t: i for i, t in enumerate(tags)}
-        self.gold = [np.asarray([self.tag_index[t] for t in s], dtype=np.int32) for s in cache.column("tags")]
+        self.gold = [np.asarray([self.tag_index[t] for t in s], dtype=np.int32) for s in cache.column(column)]
         self.batch_size = batch_size
         self.bucket = bucket
         self.rng = np.random.default_rng(seed)
@@ -94,15 +97,17 @@ def masked_cross_entropy(probabilities: Sequence[np.ndarray], gold: Sequence[np.
 
 
 class EntityF1EarlyStopping(keras.callbacks.Callback):
-    """After each epoch: validation entity F1 and loss, best weights kept, stop after ``patience`` epochs, checkpoint."""
+    """After each epoch: the task's validation score (entity F1 for NER) and loss, best weights kept, stop after
+    ``patience`` epochs without improvement, checkpoint."""
 
-    def __init__(self, val: TaggingBatches, tags: Sequence[str], decode_method: str, patience: int, checkpoint: Path,
+    def __init__(self, val: TaggingBatches, tags: Sequence[str], task: Task, patience: int, checkpoint: Path,
                  state: dict | None = None):
         super().__init__()
         self.val = val
         self.tags = list(tags)
-        self.gold_tags = val.cache.column("tags")
-        self.decode_method = decode_method
+        self.gold_tags = val.cache.column(task.column)
+        self.task = task
+        self.decode_method = task.decode
         self.patience = patience
         self.checkpoint = checkpoint
         self.state = state or {"best_f1": -1.0, "best_epoch": -1, "wait": 0, "rows": []}
@@ -115,8 +120,8 @@ class EntityF1EarlyStopping(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         probabilities = predict_probabilities(self.model, self.val.cache)
         predicted = [decode(p, self.tags, self.decode_method) for p in probabilities]
-        f1 = float(f1_score(self.gold_tags, predicted))
-        logs["val_entity_f1"] = f1
+        f1 = self.task.score(self.gold_tags, predicted)
+        logs[f"val_{self.task.score_name}"] = f1
         logs["val_loss"] = masked_cross_entropy(probabilities, self.val.gold)
         row = {"epoch": epoch + 1, "seconds": round(time.time() - self.epoch_started, 1)}
         row |= {k: float(v) for k, v in logs.items()}
@@ -178,9 +183,10 @@ def write_history(rows: list[dict], run_dir: Path) -> None:
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("masked cross-entropy")
     loss_axis.legend()
-    f1_axis.plot(epochs, [r.get("val_entity_f1") for r in rows], marker="o", color="tab:green")
+    score = next((k for k in rows[0] if k.startswith("val_") and k != "val_loss"), "val_entity_f1") if rows else ""
+    f1_axis.plot(epochs, [r.get(score) for r in rows], marker="o", color="tab:green")
     f1_axis.set_xlabel("epoch")
-    f1_axis.set_ylabel("validation entity F1 (seqeval, micro)")
+    f1_axis.set_ylabel(SCORE_LABELS.get(score, score))
     figure.suptitle("Residual biLSTM tagger on cached ELMo layers")
     figure.tight_layout()
     with atomic_path(run_dir / "learning_curves.png") as tmp:
@@ -204,11 +210,12 @@ def set_determinism(seed: int) -> None:
 
 
 def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence[str], settings: dict,
-          decode_method: str, run_dir: str | Path) -> dict:
+          task: str | Task, run_dir: str | Path) -> dict:
     """Train on the cached shards and write the run directory; return the training summary."""
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT_DIR
     checkpoint.mkdir(parents=True, exist_ok=True)
+    task = task if isinstance(task, Task) else get_task(task)
     set_determinism(settings["seed"])
     in_memory = estimated_bytes(list(train_shards) + list(val_shards)) < settings["cache_in_memory_gb"] * GIB
     log.info("reading the cache %s", "into memory" if in_memory else "lazily from HDF5 (larger than the budget)")
@@ -222,8 +229,8 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
                             settings["recurrent_dropout"])
 
     model, state, seconds = fit_with_early_stopping(new_model, train_cache, val_cache, tags, settings, checkpoint,
-                                                    fingerprint, decode_method)
-    summary = {"best_epoch": state["best_epoch"], "best_val_entity_f1": state["best_f1"],
+                                                    fingerprint, task)
+    summary = {"task": task.name, "best_epoch": state["best_epoch"], f"best_val_{task.score_name}": state["best_f1"],
                "epochs_run": len(state["rows"]), "train_seconds": seconds,
                "cache_in_memory": in_memory, "train_sentences": len(train_cache), "val_sentences": len(val_cache)}
     save_run(model, tags, embedder_record(train_cache), settings, state["rows"], summary, run_dir)
@@ -231,12 +238,12 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
 
 
 def fit_with_early_stopping(new_model, train_features, val_features, tags: Sequence[str], settings: dict,
-                            checkpoint: Path, fingerprint: str, decode_method: str = "bio_viterbi"):
-    """Fit (or resume) a tagger with entity-F1 early stopping; return (best model, state, seconds)."""
+                            checkpoint: Path, fingerprint: str, task: Task = TASKS["ner"]):
+    """Fit (or resume) a tagger with early stopping on the task's validation score; return (model, state, seconds)."""
     state = resume_state(checkpoint, fingerprint)
     batches = TaggingBatches(train_features, tags, settings["batch_size"], settings["seed"],
-                             settings["bucket_by_length"])
-    val_batches = TaggingBatches(val_features, tags, PREDICT_BATCH, settings["seed"])
+                             settings["bucket_by_length"], task.column)
+    val_batches = TaggingBatches(val_features, tags, PREDICT_BATCH, settings["seed"], column=task.column)
     if state:
         model = keras.models.load_model(checkpoint / MODEL_FILE)
         log.info("resuming after epoch %d (best validation entity F1 %.4f)", state["epochs_done"], state["best_f1"])
@@ -248,7 +255,7 @@ def fit_with_early_stopping(new_model, train_features, val_features, tags: Seque
                       loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
         state = {"best_f1": -1.0, "best_epoch": -1, "wait": 0, "rows": [], "epochs_done": 0}
     state["fingerprint"] = fingerprint
-    stopper = EntityF1EarlyStopping(val_batches, tags, decode_method, settings["patience"], checkpoint, state)
+    stopper = EntityF1EarlyStopping(val_batches, tags, task, settings["patience"], checkpoint, state)
     started = time.time()
     if state["epochs_done"] < settings["max_epochs"] and state["wait"] <= settings["patience"]:
         model.fit(batches, epochs=settings["max_epochs"], initial_epoch=state["epochs_done"], callbacks=[stopper],
@@ -270,8 +277,7 @@ def save_run(model: keras.Model, tags: Sequence[str], embedder: dict, settings: 
         with atomic_path(run_dir / name) as tmp:
             Path(tmp).write_text(json.dumps(content, indent=1))
     write_history(rows, run_dir)
-    log.info("learned scalar mix: %s; best validation entity F1 %.4f at epoch %d", mix,
-             summary["best_val_entity_f1"], summary["best_epoch"])
+    log.info("learned scalar mix: %s; training summary %s", mix, summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,11 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", nargs="+", required=True, help="validation HDF5 shards")
     parser.add_argument("--meta", required=True, help="meta.json of the corpus stage (tag vocabulary)")
     parser.add_argument("--settings", required=True, help="JSON of the 'train' config section")
-    parser.add_argument("--decode", default="bio_viterbi", help="decoding for validation F1")
+    parser.add_argument("--task", default="ner", choices=sorted(TASKS), help="which cache column to learn")
     parser.add_argument("--out", required=True, help="run directory")
     args = parser.parse_args(argv)
-    tags = json.loads(Path(args.meta).read_text())["tags"]
-    train(args.train, args.val, tags, json.loads(args.settings), args.decode, args.out)
+    task = get_task(args.task)
+    tags = json.loads(Path(args.meta).read_text())[task.vocabulary_key]
+    train(args.train, args.val, tags, json.loads(args.settings), task, args.out)
     return 0
 
 

@@ -79,3 +79,9 @@ def test_changing_an_embedder_setting_re_embeds(finished_workflow):
     changed["embedder"]["dtype"] = "float32"
     jobs = planned_jobs(workdir, changed)
     assert jobs.get("embed_shard", 0) >= 3 and "train" in jobs and "pretrain_bilm" not in jobs
+
+
+def test_a_pos_head_reuses_the_cache_without_re_embedding(finished_workflow):
+    workdir, config = finished_workflow
+    changed = json.loads(json.dumps(config)) | {"task": "pos"}
+    assert planned_jobs(workdir, changed) == {"train": 1, "evaluate": 1, "all": 1}

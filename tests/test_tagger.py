@@ -27,7 +27,7 @@ def trained_run(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
     run_dir = tmp_path_factory.getbasetemp() / "tagger-run"
     if not all((run_dir / name).is_file() for name in ("model.keras", "tags.json", "embedder.json")):
         _, meta = prepared_corpus
-        train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "bio_viterbi", run_dir)
+        train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "ner", run_dir)
     return run_dir
 
 

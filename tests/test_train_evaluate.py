@@ -15,7 +15,7 @@ from conftest import TINY_TRAIN
 def run_dir(tmp_path_factory, cached_shards, prepared_corpus):
     _, meta = prepared_corpus
     out = tmp_path_factory.mktemp("run")
-    train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "bio_viterbi", out)
+    train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "ner", out)
     return out
 
 
@@ -49,9 +49,9 @@ def test_evaluation_writes_seqeval_metrics_report_and_predictions(run_dir, cache
 def test_interrupted_training_resumes_from_the_last_complete_epoch(tmp_path, cached_shards, prepared_corpus):
     _, meta = prepared_corpus
     settings = TINY_TRAIN | {"max_epochs": 3, "patience": 5}
-    whole = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "bio_viterbi", tmp_path / "a")
+    whole = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "ner", tmp_path / "a")
     first = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings | {"max_epochs": 1},
-                  "bio_viterbi", tmp_path / "b")
+                  "ner", tmp_path / "b")
     assert first["epochs_run"] == 1
     # Same directory, longer budget: the fingerprint differs (max_epochs is a setting), so a real kill is simulated
     # by rewriting the state's fingerprint to the full run's settings.
@@ -63,7 +63,7 @@ def test_interrupted_training_resumes_from_the_last_complete_epoch(tmp_path, cac
     state = json.loads(state_file.read_text())
     state["fingerprint"] = settings_fingerprint(settings, caches)
     state_file.write_text(json.dumps(state))
-    resumed = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "bio_viterbi", tmp_path / "b")
+    resumed = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "ner", tmp_path / "b")
     assert resumed["epochs_run"] == 3
     # Tolerance, not equality: the resumed process re-traces its graphs and restores float32 optimizer moments, and
     # TensorFlow's CPU kernels then sum in a different order (measured: 0.1-1% relative drift in the loss).

@@ -10,7 +10,7 @@ CORPUS_DIR = f"{CACHE}/corpus"
 SPLITS = ("train", "val", "test")
 BILM_MODEL = f"{CACHE}/bilm/model"
 BILM_HUB = f"{CACHE}/bilm/hub"
-RUN_DIR = f"{RESULTS}/ner"
+RUN_DIR = f"{RESULTS}/{config['task']}"
 
 
 def section_json(name):

@@ -16,6 +16,7 @@ rule train:
         layer_weights=f"{RUN_DIR}/layer_weights.json",
     params:
         settings=section_json("train"),
+        task=config["task"],
     threads: workflow.cores
     resources:
         mem_mb=12000,
@@ -27,4 +28,4 @@ rule train:
     benchmark:
         "benchmarks/train.tsv"
     shell:
-        "python -m pipeline.train --train {input.train} --val {input.val} --meta {input.meta} --settings {params.settings:q} --out {RUN_DIR} > {log} 2>&1"
+        "python -m pipeline.train --train {input.train} --val {input.val} --meta {input.meta} --settings {params.settings:q} --task {params.task} --out {RUN_DIR} > {log} 2>&1"
