@@ -118,12 +118,17 @@ def embed_shard(
             data = create_datasets(out, sentences, width, dtype)
             offsets = out[OFFSETS][()]
             module_seconds = 0.0
+            # Collected in memory (storage dtype) and written once: per-sentence HDF5 writes with float32->float16
+            # conversion cost more than the embedder itself on small models (bench/embed_overhead.py).
+            buffer = np.empty(data.shape, dtype=data.dtype)
             for batch in tqdm(length_buckets(lengths, batch_size), desc=f"embed {Path(shard_path).stem}", unit="batch"):
                 tick = time.time()
                 layers = embed_batch(signature, [sentences[i].words for i in batch])
                 module_seconds += time.time() - tick
                 for row, index in enumerate(batch):
-                    data[offsets[index] : offsets[index] + lengths[index]] = layers[row, : lengths[index]]
+                    buffer[offsets[index] : offsets[index] + lengths[index]] = layers[row, : lengths[index]]
+            data[...] = buffer
+            del buffer
             attrs = {
                 "embedder_handle": str(handle),
                 "width": int(width),

@@ -6,6 +6,7 @@ either the old file or no file, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+DEFAULT_FILE_MODE = 0o666
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -28,6 +30,26 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name if name.startswith("pipeline") else f"pipeline.{name}")
 
 
+def current_umask() -> int:
+    """The process umask (reading it requires setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries a killed writer of ``path`` left behind (SIGKILL skips every cleanup handler).
+
+    Safe because Snakemake runs one job per output at a time; the temporaries are never read by anything.
+    """
+    for stale in path.parent.glob(f".tmp-{glob.escape(path.name)}-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, directory: bool = False) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
@@ -36,6 +58,7 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[str]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     if directory:
         tmp = tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     else:
@@ -45,6 +68,8 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[str]:
         yield tmp
         if directory and path.exists():
             shutil.rmtree(path)
+        if not directory:
+            os.chmod(tmp, DEFAULT_FILE_MODE & ~current_umask())  # mkstemp makes 0600; shared caches need group read
         os.replace(tmp, path)
     except BaseException:
         if directory:
