@@ -155,9 +155,18 @@ class EmbeddingCache:
             out[row, : len(values)] = values
         return out
 
+    def use_vocabulary(self, vocabulary) -> None:
+        """Also give the model ``word_ids`` (for a tagger trained with a word embedding)."""
+        self.vocabulary = vocabulary
+
     def inputs(self, indices: Sequence[int], length: int) -> dict:
-        """Model inputs of a batch: ``layers`` [b, length, 3, width] and ``lengths`` [b]."""
-        return {"layers": self.batch(indices, length), "lengths": self.lengths[indices].astype(np.int32)}
+        """Model inputs of a batch: ``layers`` [b, length, 3, width], ``lengths`` [b] and, with a vocabulary,
+        ``word_ids`` [b, length]."""
+        inputs = {"layers": self.batch(indices, length), "lengths": self.lengths[indices].astype(np.int32)}
+        if getattr(self, "vocabulary", None) is not None:
+            words = self.column("words")
+            inputs["word_ids"] = self.vocabulary.batch([words[int(i)] for i in indices], length)
+        return inputs
 
     def column(self, name: str) -> list:
         """Per-sentence lists of ``words``, ``pos`` or ``tags``, or the ``sentence_ids``."""

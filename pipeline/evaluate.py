@@ -21,6 +21,7 @@ from pipeline.cache import EmbeddingCache, check_shards_agree
 from pipeline.decode import allowed_transitions, bio_viterbi
 from pipeline.logs import atomic_path, get_logger
 from pipeline.tasks import get_task, token_accuracy
+from pipeline.words import TaggerVocabulary
 from pipeline.train import MODEL_FILE, predict_probabilities
 
 log = get_logger(__name__)
@@ -90,6 +91,7 @@ def evaluate(run_dir: str | Path, test_shards: Sequence[str], decode_method: str
     summary_file = run_dir / "training_summary.json"
     task = get_task(json.loads(summary_file.read_text()).get("task", "ner") if summary_file.is_file() else "ner")
     model = keras.models.load_model(run_dir / MODEL_FILE)
+    cache.use_vocabulary(TaggerVocabulary.load(run_dir))
     probabilities = predict_probabilities(model, cache)
     decode_method = decode_method if task.decode == "bio_viterbi" else task.decode
     predicted = decode_all(probabilities, tags, decode_method)

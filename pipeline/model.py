@@ -64,14 +64,22 @@ def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float
     return keras.layers.Dense(n_tags, activation="softmax", name="tags")(residual)
 
 
-def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0) -> keras.Model:
-    """Functional model: inputs ``layers`` [b, t, 3, width] and ``lengths`` [b]; output tag probabilities [b, t, tags]."""
+def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0,
+                 vocabulary_size: int = 0, word_dim: int = 0) -> keras.Model:
+    """Functional model: inputs ``layers`` [b, t, 3, width] and ``lengths`` [b] (plus ``word_ids`` [b, t] when
+    ``word_dim`` > 0: a trainable word embedding concatenated with the ELMo mix, as the ELMo paper's taggers do);
+    output tag probabilities [b, t, tags]."""
     layers = keras.Input(shape=(None, ELMO_LAYERS, width), name="layers")
     lengths = keras.Input(shape=(), dtype="int32", name="lengths")
+    inputs = {"layers": layers, "lengths": lengths}
     mask = LengthMask(name="mask")(lengths, layers)
-    mixed = ScalarMix(name="scalar_mix")(layers)
-    probabilities = residual_bilstm_head(mixed, mask, n_tags, units, dropout, recurrent_dropout)
-    return keras.Model({"layers": layers, "lengths": lengths}, probabilities, name="residual_bilstm_tagger")
+    features = ScalarMix(name="scalar_mix")(layers)
+    if word_dim:
+        inputs["word_ids"] = keras.Input(shape=(None,), dtype="int32", name="word_ids")
+        words = keras.layers.Embedding(vocabulary_size, word_dim, name="word_embedding")(inputs["word_ids"])
+        features = keras.layers.Concatenate(name="elmo_and_words")([features, words])
+    probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout)
+    return keras.Model(inputs, probabilities, name="residual_bilstm_tagger")
 
 
 def build_word_tagger(vocab_size: int, dim: int, n_tags: int, units: int, dropout: float) -> keras.Model:

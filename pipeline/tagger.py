@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.batching import length_buckets, padded_length
 from pipeline.config import PROJECT_ROOT
+from pipeline.words import TaggerVocabulary
 from pipeline.tokenize import Token, iter_sentences, read_pretokenized, split_sentences
 
 DEFAULT_RUN_DIR = "results/ner"
@@ -210,6 +211,7 @@ class Tagger:
         self.batch_size = batch_size
         self.decode = decode
         self.feature_dtype = np.dtype(record.get("dtype") or np.float32)
+        self.vocabulary = TaggerVocabulary.load(run_dir) if run_dir is not None else None  # word ids, if trained so
 
     def with_options(self, batch_size: int | None = None, decode: str | None = None) -> "Tagger":
         """The same model and embedder with other options: changing them needs no reload."""
@@ -257,7 +259,10 @@ class Tagger:
         result: list[np.ndarray | None] = [None] * len(sentences)
         for batch in bounded_batches(lengths, self.batch_size):
             batch_lengths = np.asarray([lengths[i] for i in batch], dtype=np.int32)
-            inputs = {"layers": self.features([sentences[i] for i in batch]), "lengths": batch_lengths}
+            members = [sentences[i] for i in batch]
+            inputs = {"layers": self.features(members), "lengths": batch_lengths}
+            if self.vocabulary is not None:
+                inputs["word_ids"] = self.vocabulary.batch(members, inputs["layers"].shape[1])
             predicted = np.asarray(self.model.predict_on_batch(inputs))
             for row, index in enumerate(batch):
                 result[index] = predicted[row, : lengths[index]]

@@ -28,6 +28,7 @@ from pipeline.decode import decode
 from pipeline.logs import atomic_path, get_logger
 from pipeline.model import build_tagger
 from pipeline.tasks import TASKS, Task, get_task
+from pipeline.words import TaggerVocabulary
 
 log = get_logger(__name__)
 GIB = 1 << 30
@@ -224,9 +225,15 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
         raise ValueError("training and validation shards come from different embedders: rerun the embed stage")
     fingerprint = settings_fingerprint(settings, [train_cache, val_cache])
 
+    vocabulary = None
+    if settings["word_embedding_dim"]:
+        vocabulary = TaggerVocabulary.from_sentences(train_cache.column("words"), settings["min_word_count"])
+        train_cache.use_vocabulary(vocabulary)
+        val_cache.use_vocabulary(vocabulary)
+
     def new_model() -> keras.Model:
         return build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
-                            settings["recurrent_dropout"])
+                            settings["recurrent_dropout"], len(vocabulary or []), settings["word_embedding_dim"])
 
     model, state, seconds = fit_with_early_stopping(new_model, train_cache, val_cache, tags, settings, checkpoint,
                                                     fingerprint, task)
@@ -234,6 +241,8 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
                "epochs_run": len(state["rows"]), "train_seconds": seconds,
                "cache_in_memory": in_memory, "train_sentences": len(train_cache), "val_sentences": len(val_cache)}
     save_run(model, tags, embedder_record(train_cache), settings, state["rows"], summary, run_dir)
+    if vocabulary is not None:
+        vocabulary.save(run_dir)
     return summary
 
 
