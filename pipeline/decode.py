@@ -14,6 +14,16 @@ FORBIDDEN = -np.inf
 PROBABILITY_FLOOR = 1e-12
 
 
+def is_valid_bio(tags: Sequence[str]) -> bool:
+    """True when every ``I-X`` continues a ``B-X`` or ``I-X`` (what ``bio_viterbi`` guarantees)."""
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
+            return False
+        previous = tag
+    return True
+
+
 def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(start [tags], transition [from, to]) scores: 0 where allowed by BIO, -inf where not."""
     n = len(tags)

@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.decode import decode
+from pipeline.decode import decode, is_valid_bio
 
 TAGS = ["O", "B-geo", "B-per", "I-geo", "I-per"]
-
-
-def is_valid_bio(tags):
-    previous = "O"
-    for tag in tags:
-        if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
-            return False
-        previous = tag
-    return True
 
 
 def test_argmax_can_open_an_entity_with_an_inside_tag():

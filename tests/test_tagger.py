@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.decode import is_valid_bio
 import pytest
 
 from pipeline.batching import LENGTH_ROUNDING
@@ -107,15 +109,6 @@ def copy_run(run_dir: Path, destination: Path, **embedder_changes) -> Path:
     record = json.loads((destination / "embedder.json").read_text())
     (destination / "embedder.json").write_text(json.dumps(record | embedder_changes))
     return destination
-
-
-def is_valid_bio(tags: list[str]) -> bool:
-    previous = "O"
-    for tag in tags:
-        if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
-            return False
-        previous = tag
-    return True
 
 
 # --- spans and offsets (pure functions) ------------------------------------------------------------------------------
