@@ -133,7 +133,7 @@ class EntityF1EarlyStopping(keras.callbacks.Callback):
             self.model.save_weights(self.checkpoint / "best.weights.h5")
         else:
             self.state["wait"] += 1
-            if self.state["wait"] > self.patience:
+            if self.state["wait"] >= self.patience:
                 log.info("no better validation entity F1 for %d epochs: stopping", self.state["wait"])
                 self.model.stop_training = True
         self.save_checkpoint(epoch + 1)
@@ -266,7 +266,7 @@ def fit_with_early_stopping(new_model, train_features, val_features, tags: Seque
     state["fingerprint"] = fingerprint
     stopper = EntityF1EarlyStopping(val_batches, tags, task, settings["patience"], checkpoint, state)
     started = time.time()
-    if state["epochs_done"] < settings["max_epochs"] and state["wait"] <= settings["patience"]:
+    if state["epochs_done"] < settings["max_epochs"] and state["wait"] < settings["patience"]:
         model.fit(batches, epochs=settings["max_epochs"], initial_epoch=state["epochs_done"], callbacks=[stopper],
                   verbose=2)
     model.load_weights(checkpoint / "best.weights.h5")

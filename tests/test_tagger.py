@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.decode import is_valid_bio
-import pytest
 
 from pipeline.batching import LENGTH_ROUNDING
 from pipeline.tagger import (MAX_BATCH_TOKENS, Entity, Tagger, TaggerError, bounded_batches, entities_from_tags,
