@@ -347,3 +347,28 @@ def save_constant_embedder(path: Path, width: int) -> None:
 
     module = Constant()
     tf.saved_model.save(module, str(path), signatures={"tokens": module.tokens})
+
+
+def test_a_10_mb_input_is_streamed_with_bounded_memory():
+    import tracemalloc
+
+    clause = "Mr. Smith flew from London to Paris on Monday with 3 officials of NATO"
+    line = " ; ".join([clause] * 12) + " .\n"  # long sentences: 10 MB in ~12,000 sentences keeps the test fast
+    total_lines = (10 * 1024 * 1024) // len(line) + 1
+    consumed = {"lines": 0}
+
+    def ten_megabytes():
+        for _ in range(total_lines):
+            consumed["lines"] += 1
+            yield line
+
+    tagger = stub_tagger(batch_size=256)
+    stream = tagger.tag_stream(ten_megabytes(), chunk_sentences=512)
+    first = next(stream)
+    assert first.entities and consumed["lines"] < total_lines  # output starts before the input is read whole
+    tracemalloc.start()
+    count = 1 + sum(1 for _ in stream)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == total_lines
+    assert peak < 64 * 1024 * 1024  # far below what holding 10 MB of text plus its tokens and tags would take
