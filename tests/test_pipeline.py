@@ -85,3 +85,14 @@ def test_a_pos_head_reuses_the_cache_without_re_embedding(finished_workflow):
     workdir, config = finished_workflow
     changed = json.loads(json.dumps(config)) | {"task": "pos"}
     assert planned_jobs(workdir, changed) == {"train": 1, "evaluate": 1, "all": 1}
+
+
+def test_the_html_report_holds_every_part(finished_workflow):
+    workdir, config = finished_workflow
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--report", "report.html")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (workdir / "report.html").read_text()
+    for part in ("metrics.html", "learning_curves.png", "per_type_f1.png", "entity_confusion.png", "layer_weights.png",
+                 "samples.html"):
+        assert part in report, part

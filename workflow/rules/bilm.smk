@@ -9,7 +9,7 @@ rule pretrain_bilm:
         directory(BILM_MODEL),
     params:
         settings=section_json("bilm"),
-    threads: workflow.cores
+    threads: 4  # capped by --cores; profiles/slurm sets its own
     resources:
         mem_mb=8000,
         runtime=60,

@@ -10,7 +10,7 @@ rule embed_shard:
     params:
         settings=section_json("embedder"),
         handle=embedder_handle(),
-    threads: workflow.cores
+    threads: 4  # capped by --cores; profiles/slurm sets its own
     resources:
         mem_mb=4000,
         runtime=60,

@@ -17,7 +17,7 @@ rule train:
     params:
         settings=section_json("train"),
         task=config["task"],
-    threads: workflow.cores
+    threads: 4  # capped by --cores; profiles/slurm sets its own
     resources:
         mem_mb=12000,
         runtime=120,
