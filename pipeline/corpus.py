@@ -582,11 +582,20 @@ def prepare(config: dict, out_dir: str | Path) -> dict:
     """Read, validate, split and shard the corpus under ``out_dir``; return the metadata written to meta.json."""
     cfg = config["corpus"]
     out_dir = Path(out_dir)
-    path = find_corpus(cfg.get("path"))
-    log.info("reading corpus %s", path)
-    sentences, report = read_corpus(path, cfg["encoding"])
-    log.info("%d sentences, %d tokens, %d problems handled", report.sentences, report.tokens, len(report.warnings))
-    splits = split_corpus(sentences, cfg["test_size"], cfg["split_seed"], cfg["val_size"], cfg["val_seed"])
+    if cfg.get("format") == "conll":
+        from pipeline.conll_corpus import read_conll_splits
+
+        splits, warnings, corpus_hash = read_conll_splits(cfg["files"], cfg["encoding"], cfg["tag_column"],
+                                                          cfg.get("pos_column"))
+        sentences, path = [s for members in splits.values() for s in members], ", ".join(cfg["files"].values())
+        report = CorpusReport(path=path, warnings=warnings)
+    else:
+        path = find_corpus(cfg.get("path"))
+        log.info("reading corpus %s", path)
+        sentences, report = read_corpus(path, cfg["encoding"])
+        corpus_hash = file_sha256(path)
+        log.info("%d sentences, %d tokens, %d problems handled", report.sentences, report.tokens, len(report.warnings))
+        splits = split_corpus(sentences, cfg["test_size"], cfg["split_seed"], cfg["val_size"], cfg["val_seed"])
     shards: dict[str, list[str]] = {}
     (out_dir / "shards").mkdir(parents=True, exist_ok=True)
     for split, members in splits.items():
@@ -599,7 +608,7 @@ def prepare(config: dict, out_dir: str | Path) -> dict:
         log.info("%s: %d sentences in %d shards", split, len(members), len(shards[split]))
     meta = {
         "corpus_path": str(path),
-        "corpus_sha256": file_sha256(path),
+        "corpus_sha256": corpus_hash,
         "tags": tag_vocabulary(sentences),
         "pos_tags": sorted({p for s in sentences for p in s.pos}),
         "sizes": {split: len(members) for split, members in splits.items()},

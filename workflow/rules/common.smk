@@ -19,7 +19,10 @@ def section_json(name):
 
 
 def corpus_file():
-    """The corpus path (config, else data/, else ../shared/data/) or a clear error telling where to put it."""
+    """The corpus path (config, else data/, else ../shared/data/) or a clear error telling where to put it; for a
+    CoNLL corpus, its three files."""
+    if config["corpus"]["format"] == "conll":
+        return [config["corpus"]["files"].get(split, "") for split in SPLITS]
     try:
         return str(find_corpus(config["corpus"]["path"]))
     except CorpusError as exc:

@@ -17,4 +17,4 @@ checkpoint split_corpus:
     benchmark:
         "benchmarks/split_corpus.tsv"
     shell:
-        "python -m pipeline.corpus --settings {params.settings:q} --corpus {input.corpus:q} --out {CORPUS_DIR} > {log} 2>&1"
+        "python -m pipeline.corpus --settings {params.settings:q} --out {CORPUS_DIR} > {log} 2>&1"

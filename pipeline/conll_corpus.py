@@ -1,0 +1,80 @@
+"""Read CoNLL-style corpora (CoNLL-2003 and users' own annotated data) with their own train/dev/test files.
+
+Format: one token per line, whitespace-separated columns (the word first), a blank line between sentences,
+``-DOCSTART-`` lines skipped. ``tag_column`` picks the entity tag column (default: the last), ``pos_column`` an
+optional part-of-speech column. Tags are checked against the BIO scheme like the Kaggle CSV; an ``I-`` tag that opens an
+entity (IOB1, as CoNLL-2003 ships) is kept and reported, since seqeval reads it as the start of an entity.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.corpus import BIO_TAG_PATTERN, OUTSIDE_TAG, CorpusError, CorpusReport, Sentence, file_sha256
+
+DOCUMENT_START = "-DOCSTART-"
+MISSING_POS = ""
+
+
+def conll_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """(line number, line without its newline), with decoding errors turned into a located CorpusError."""
+    try:
+        with open(path, encoding=encoding, newline=None) as handle:
+            for number, line in enumerate(handle, start=1):
+                yield number, line.rstrip("\n")
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: CoNLL file not found (corpus.files in the config)") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path}: bytes {exc.object[exc.start:exc.end]!r} are not valid {encoding}; set "
+                          f"corpus.encoding to the file's encoding") from None
+
+
+def read_conll_corpus(path: str | Path, encoding: str = "utf-8", tag_column: int = -1,
+                      pos_column: int | None = None) -> tuple[list[Sentence], CorpusReport]:
+    """Sentences of one CoNLL file; every token line lands in exactly one sentence or the file is rejected."""
+    path = Path(path)
+    report = CorpusReport(path=str(path))
+    sentences: list[Sentence] = []
+    current: Sentence | None = None
+    for number, line in conll_lines(path, encoding):
+        fields = line.split()
+        if not fields or fields[0] == DOCUMENT_START:
+            report.blank_lines += 1
+            current = None
+            continue
+        report.rows += 1
+        needed = max(tag_column if tag_column >= 0 else -tag_column - 1, pos_column or 0) + 1
+        if len(fields) < max(needed, 2):
+            raise CorpusError(f"{path}:{number}: expected at least {max(needed, 2)} columns (word ... tag), found "
+                              f"{len(fields)}: {line!r}")
+        tag = fields[tag_column]
+        if not BIO_TAG_PATTERN.match(tag):
+            raise CorpusError(f"{path}:{number}: tag {tag!r} in column {tag_column} is not in the BIO scheme "
+                              f"(set corpus.tag_column to the entity column)")
+        if current is None:
+            current = Sentence(f"{path.name}:{number}", [], [], [])
+            sentences.append(current)
+        previous = current.tags[-1] if current.tags else OUTSIDE_TAG
+        if tag.startswith("I-") and (previous == OUTSIDE_TAG or previous[2:] != tag[2:]):
+            report.warnings.append(f"{path}:{number}: {tag} follows {previous} (kept)")
+        current.words.append(fields[0])
+        current.pos.append(fields[pos_column] if pos_column is not None else MISSING_POS)
+        current.tags.append(tag)
+    if not sentences:
+        raise CorpusError(f"{path}:1: no sentences (expected one token per line, blank lines between sentences)")
+    report.sentences = len(sentences)
+    report.tokens = sum(len(s) for s in sentences)
+    return sentences, report
+
+
+def read_conll_splits(files: dict[str, str], encoding: str, tag_column: int, pos_column: int | None):
+    """The user's own train/val/test files -> (splits, warnings, combined SHA-256 of the three files)."""
+    splits, warnings, digest = {}, [], hashlib.sha256()
+    for split in ("train", "val", "test"):
+        if not files.get(split):
+            raise CorpusError(f"corpus.files.{split} is missing: a CoNLL corpus needs train, val and test files")
+        splits[split], report = read_conll_corpus(files[split], encoding, tag_column, pos_column)
+        warnings += report.warnings
+        digest.update(file_sha256(files[split]).encode())
+    return splits, warnings, digest.hexdigest()
