@@ -16,7 +16,8 @@ import numpy as np
 
 from pipeline.config import load_config
 from pipeline.corpus import read_conll
-from pipeline.evaluate import decode_all, entity_metrics
+from pipeline.decode import decode_all
+from pipeline.evaluate import entity_metrics
 from pipeline.model import build_word_tagger
 from pipeline.train import fit_with_early_stopping, predict_probabilities, set_determinism
 

@@ -6,6 +6,7 @@ or ``I-X``: exact dynamic programming over the softmax's log probabilities with 
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -56,12 +57,24 @@ def bio_viterbi(probabilities: np.ndarray, start: np.ndarray, transition: np.nda
     return np.asarray(path[::-1])
 
 
+@lru_cache(maxsize=8)
+def cached_transitions(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`allowed_transitions`, built once per tag set rather than once per sentence."""
+    return allowed_transitions(tags)
+
+
 def decode(probabilities: np.ndarray, tags: Sequence[str], method: str = "bio_viterbi") -> list[str]:
     """Tags of one sentence from its [length, tags] probabilities, by ``bio_viterbi`` or ``argmax``."""
+    tags = tuple(tags)
     if method == "argmax":
         ids = np.argmax(probabilities, axis=-1)
     elif method == "bio_viterbi":
-        ids = bio_viterbi(probabilities, *allowed_transitions(tags))
+        ids = bio_viterbi(probabilities, *cached_transitions(tags))
     else:
         raise ValueError(f"unknown decode method {method!r} (bio_viterbi or argmax)")
     return [tags[i] for i in ids]
+
+
+def decode_all(probabilities: Sequence[np.ndarray], tags: Sequence[str], method: str) -> list[list[str]]:
+    """Tags for every sentence of a batch of per-sentence probabilities."""
+    return [decode(p, tags, method) for p in probabilities]

@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import keras
-import numpy as np
 from seqeval.metrics import classification_report
 
 from pipeline.cache import EmbeddingCache, check_shards_agree
-from pipeline.decode import allowed_transitions, bio_viterbi
+from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
 from pipeline.tasks import get_task, token_accuracy
 from pipeline.words import TaggerVocabulary
@@ -27,20 +25,6 @@ from pipeline.train import MODEL_FILE, predict_probabilities
 log = get_logger(__name__)
 REPORT_DIGITS = 4
 AVERAGES = ("micro avg", "macro avg", "weighted avg")
-
-
-@lru_cache(maxsize=8)
-def _transitions(tags: tuple[str, ...]):
-    return allowed_transitions(tags)
-
-
-def decode_all(probabilities: Sequence[np.ndarray], tags: Sequence[str], method: str) -> list[list[str]]:
-    """Tags for every sentence (the BIO transition table is built once)."""
-    tags = tuple(tags)
-    if method == "argmax":
-        return [[tags[i] for i in np.argmax(p, axis=-1)] for p in probabilities]
-    start, transition = _transitions(tags)
-    return [[tags[i] for i in bio_viterbi(p, start, transition)] for p in probabilities]
 
 
 def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict:

@@ -285,7 +285,7 @@ class Tagger:
             yield from self._tag_chunk(chunk)
 
     def _tag_chunk(self, chunk: list[_Pending]) -> list[TaggedSentence]:
-        from pipeline.evaluate import decode_all
+        from pipeline.decode import decode_all
 
         filled = [p for p in chunk if p.tokens]
         probabilities = self.probabilities([[t.text for t in p.tokens] for p in filled])

@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.batching import length_buckets, padded_length, shape_probes_first, shuffled_batches
 from pipeline.cache import EmbeddingCache, estimated_bytes
 from pipeline.config import settings_json
-from pipeline.decode import decode
+from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
 from pipeline.model import build_tagger
 from pipeline.tasks import TASKS, Task, get_task
@@ -120,7 +120,7 @@ class EntityF1EarlyStopping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         probabilities = predict_probabilities(self.model, self.val.cache)
-        predicted = [decode(p, self.tags, self.decode_method) for p in probabilities]
+        predicted = decode_all(probabilities, self.tags, self.decode_method)
         f1 = self.task.score(self.gold_tags, predicted)
         logs[f"val_{self.task.score_name}"] = f1
         logs["val_loss"] = masked_cross_entropy(probabilities, self.val.gold)
