@@ -3,8 +3,8 @@
 The same tagger (pipeline.model.build_tagger, compiled as pipeline.train compiles it) trains on batches of the same
 size drawn from the same cached sentences, fed three ways:
 
-* bucketed: the training loop's batches (pipeline.batching.shuffled_batches), each padded to its own longest
-  sentence rounded up to a multiple of 8 (what pipeline.train does);
+* bucketed: the training loop's batches (pipeline.batching.shuffled_batches), each padded to the smallest of the
+  training split's padding-minimal lengths that holds its longest sentence (what pipeline.train does);
 * padded to 50: random batches with every sentence padded to 50 tokens and longer ones truncated, as the original
   notebook did (the truncation applies to this baseline only);
 * unbucketed, padded to each batch's longest (for reference): random batches without the sort.
@@ -46,14 +46,15 @@ def truncated_inputs(cache, members: Sequence[int], length: int) -> dict:
     return {"layers": layers, "lengths": lengths}
 
 
-def mode_batches(lengths: np.ndarray, batch_size: int, steps: int, seed: int) -> dict[str, tuple[list, int | None]]:
+def mode_batches(lengths: np.ndarray, batch_size: int, steps: int, seed: int,
+                 shapes: Sequence[int] | None = None) -> dict[str, tuple[list, int | None]]:
     """Per mode: (index batches, fixed length or None for the batch's own padded length)."""
     from pipeline.batching import shuffled_batches
 
     random_batches = [b for b in shuffled_batches(lengths, batch_size, np.random.default_rng(seed + 1), bucket=False)
                       if len(b) == batch_size][:steps]
     return {
-        "bucketed": (c.representative_batches(lengths, batch_size, steps, seed), None),
+        "bucketed": (c.representative_batches(lengths, batch_size, steps, seed, shapes), None),
         "padded_50": (random_batches, c.NOTEBOOK_MAX_LEN),
         "unbucketed": (random_batches, None),
     }
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = c.train_settings()
     set_determinism(settings["seed"])
     tags = c.corpus_tags()
+    lengths, lengths_source = c.epoch_lengths()
+    epoch_shapes = c.batch_shapes(lengths, settings)
     with c.scratch_dir(NAME) as tmp:
         shards = c.real_shards("train")[:1]
         if shards:
@@ -112,10 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         c.say(f"reading {source} ...")
         cache = EmbeddingCache(shards, in_memory=True)
         gold = c.gold_ids(cache.column("tags"), tags)
-        plan = mode_batches(cache.lengths, settings["batch_size"], sizes["steps"], settings["seed"])
+        plan = mode_batches(cache.lengths, settings["batch_size"], sizes["steps"], settings["seed"], epoch_shapes)
         prepared, lengths_of = {}, {}
         for mode, (batches, fixed) in plan.items():
-            shapes = [fixed or padded_length(int(cache.lengths[b].max())) for b in batches]
+            shapes = [fixed or padded_length(int(cache.lengths[b].max()), shapes=epoch_shapes if mode == "bucketed"
+                                             else None) for b in batches]
             prepared[mode] = [(truncated_inputs(cache, b, n), c.targets_and_weights(gold, b, n))
                               for b, n in zip(batches, shapes)]
             lengths_of[mode] = shapes
@@ -138,16 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         c.say(f"timing {steps} steps x {sizes['repeats']} repeats x {len(modes)} modes ...")
         totals = c.interleaved_steps(modes, steps, sizes["repeats"])
         cache.close()
-    lengths, lengths_source = c.epoch_lengths()
     epoch_tokens = {"bucketed": int(lengths.sum()), "unbucketed": int(lengths.sum()),
                     "padded_50": int(np.minimum(lengths, c.NOTEBOOK_MAX_LEN).sum())}
     summary = summarise(totals, tokens, padded, epoch_tokens)
-    from pipeline.batching import LENGTH_ROUNDING
-
-    _, epoch_padded = c.epoch_padded_tokens(lengths, settings["batch_size"], settings["seed"])
+    _, epoch_padded = c.epoch_padded_tokens(lengths, settings["batch_size"], settings["seed"], epoch_shapes)
     summary["padding_bound"] = (len(lengths) * c.NOTEBOOK_MAX_LEN / epoch_tokens["padded_50"]) / (
         epoch_padded / epoch_tokens["bucketed"])
-    summary["length_rounding"] = LENGTH_ROUNDING
+    summary["batch_shapes"] = list(epoch_shapes)
     summary |= {"steps": steps, "repeats": sizes["repeats"], "batch_size": settings["batch_size"],
                 "width": cache.width, "shapes": lengths_of}
     rows = [[MODES[m], v["tokens"], f"{100 * v['padding_share']:.0f}%", v["seconds"], v["tokens_per_s"],
@@ -160,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   unbucketed (random batches padded to their longest) vs padded to 50: "
           f"{summary['unbucketed_speedup']:.2f}x")
     print(f"   padding alone bounds the speedup at {summary['padding_bound']:.2f}x over a full epoch (padded tokens "
-          f"per real token, padded to 50 vs bucketed with lengths rounded up to a multiple of "
-          f"{summary['length_rounding']}), if step time is proportional to padded tokens")
+          f"per real token, padded to 50 vs bucketed with the {len(epoch_shapes)} padded lengths "
+          f"{', '.join(map(str, epoch_shapes))}), if step time is proportional to padded tokens")
     data = {"source": source, "epoch_lengths": lengths_source, "sizes": sizes, "train_settings": settings}
     c.finish(NAME, summary, args, data, machine, started)
     return 0

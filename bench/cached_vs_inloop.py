@@ -115,7 +115,7 @@ def run_case(case: Case, settings: dict, tags: Sequence[str], repeats: int, epoc
     from pipeline.batching import padded_length
 
     model = c.compiled_tagger(case.width, len(tags), settings)
-    shapes = [padded_length(int(case.lengths[b].max())) for b in case.batches]
+    shapes = [padded_length(int(case.lengths[b].max()), shapes=epoch["shapes"]) for b in case.batches]
     prepared = [case.cache_memory.inputs(b, n) for b, n in zip(case.batches, shapes)]  # (c): tensors in memory
     targets = [c.targets_and_weights(case.gold, b, n) for b, n in zip(case.batches, shapes)]
 
@@ -148,7 +148,7 @@ def run_case(case: Case, settings: dict, tags: Sequence[str], repeats: int, epoc
     reads = {name: c.measure(lambda cache=cache: [cache.inputs(b, n) for b, n in zip(case.batches, shapes)],
                              repeats=max(5, repeats), warmup=1)
              for name, cache in (("cached_memory", case.cache_memory), ("cached_lazy", case.cache_lazy))}
-    timed_padded = c.padded_tokens(case.batches, case.lengths)
+    timed_padded = c.padded_tokens(case.batches, case.lengths, epoch["shapes"])
     scale = epoch["padded_tokens"] / timed_padded
     cache_gib = epoch["tokens"] * 3 * case.width * 2 / GIB  # float16, unpadded: what training would hold in RAM
     summary = summarise(totals, len(case.batches), scale, settings["max_epochs"],
@@ -220,7 +220,8 @@ def default_case(tmp: Path, settings: dict, tags: Sequence[str], sizes: dict, da
     if memory.width != width:
         raise SystemExit(f"{shards[0]} has width {memory.width} but {handle} embeds to {width}: rerun the embed stage")
     data |= {"embedder": hub_source, "shard": shard_source}
-    batches = c.representative_batches(memory.lengths, settings["batch_size"], sizes["steps"], settings["seed"])
+    batches = c.representative_batches(memory.lengths, settings["batch_size"], sizes["steps"], settings["seed"],
+                                       data["epoch"]["shapes"])
     return Case("default embedder", f"exported biLM via load_embedder + embed_batch ({hub_source})", width, batches,
                 memory.lengths, memory.column("words"), c.gold_ids(memory.column("tags"), tags), memory, lazy,
                 lambda words, length: embed_batch(signature, words))
@@ -247,7 +248,8 @@ def elmo_embedder(options: dict):
     return embed, bilm
 
 
-def elmo_case(tmp: Path, base: Case, settings: dict, tags: Sequence[str], steps: int) -> Case:
+def elmo_case(tmp: Path, base: Case, settings: dict, tags: Sequence[str], steps: int,
+              shapes: Sequence[int]) -> Case:
     """The default case's text and batches (the middle ``steps`` of them), an original-size ELMo, a width-1024 cache."""
     from pipeline.cache import EmbeddingCache
     from pipeline.corpus import Sentence
@@ -255,7 +257,7 @@ def elmo_case(tmp: Path, base: Case, settings: dict, tags: Sequence[str], steps:
     embed, bilm = elmo_embedder(ORIGINAL_ELMO)
     embed([["build", "the", "weights"]], 8)
     width = 2 * ORIGINAL_ELMO["projection_dim"]  # lstm_outputs: both directions; word_emb is repeated to match
-    chosen = c.representative_batches(base.lengths, settings["batch_size"], steps, settings["seed"])
+    chosen = c.representative_batches(base.lengths, settings["batch_size"], steps, settings["seed"], shapes)
     members = np.concatenate(chosen)
     pos = base.cache_memory.column("pos")
     tag_lists = base.cache_memory.column("tags")
@@ -293,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     set_determinism(settings["seed"])
     tags = c.corpus_tags()
     lengths, lengths_source = c.epoch_lengths()
-    steps, padded = c.epoch_padded_tokens(lengths, settings["batch_size"], settings["seed"])
-    epoch = {"sentences": len(lengths), "tokens": int(lengths.sum()), "steps": steps, "padded_tokens": padded}
+    epoch_shapes = c.batch_shapes(lengths, settings)
+    steps, padded = c.epoch_padded_tokens(lengths, settings["batch_size"], settings["seed"], epoch_shapes)
+    epoch = {"sentences": len(lengths), "tokens": int(lengths.sum()), "steps": steps, "padded_tokens": padded,
+             "shapes": list(epoch_shapes)}
     data = {"epoch_lengths": lengths_source, "epoch": epoch, "sizes": sizes,
             "train_settings": settings}
     results = {}
@@ -304,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         results["default"] = run_case(base, settings, tags, sizes["repeats"], epoch)
         if not args.skip_elmo:
             c.say("building the original-size ELMo (random weights) and its width-1024 cache ...")
-            elmo = elmo_case(tmp, base, settings, tags, sizes["elmo_steps"])
+            elmo = elmo_case(tmp, base, settings, tags, sizes["elmo_steps"], epoch_shapes)
             results["original_elmo"] = run_case(elmo, settings, tags, sizes["repeats"], epoch, sizes["elmo_repeats"])
         for case in [base] + ([elmo] if not args.skip_elmo else []):
             case.cache_memory.close()

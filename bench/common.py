@@ -505,7 +505,17 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def representative_batches(lengths: Sequence[int], batch_size: int, count: int, seed: int = 0) -> list[np.ndarray]:
+def batch_shapes(lengths: Sequence[int], settings: dict) -> tuple[int, ...]:
+    """The padded lengths pipeline.train gives bucketed batches over these sentence lengths."""
+    from pipeline.batching import padding_minimal_lengths
+
+    if not settings.get("bucket_by_length", True):
+        return ()
+    return padding_minimal_lengths(lengths, settings["max_batch_shapes"])
+
+
+def representative_batches(lengths: Sequence[int], batch_size: int, count: int, seed: int = 0,
+                           shapes: Sequence[int] | None = None) -> list[np.ndarray]:
     """``count`` length-bucketed training batches spread evenly over the range of batch lengths, in shuffled order.
 
     The training loop's own batches (pipeline.batching.shuffled_batches) are ranked by padded length and picked at
@@ -517,27 +527,28 @@ def representative_batches(lengths: Sequence[int], batch_size: int, count: int, 
     lengths = np.asarray(lengths)
     batches = [b for b in shuffled_batches(lengths, batch_size, rng, bucket=True) if len(b) == batch_size] or \
         shuffled_batches(lengths, batch_size, rng, bucket=True)
-    ranked = sorted(batches, key=lambda b: (padded_length(int(lengths[b].max())), int(b[0])))
+    ranked = sorted(batches, key=lambda b: (padded_length(int(lengths[b].max()), shapes=shapes), int(b[0])))
     count = min(count, len(ranked))
     picks = [ranked[int(round(i))] for i in np.linspace(0, len(ranked) - 1, count + 2)[1:-1]] if count < len(ranked) \
         else ranked
     return [picks[i] for i in rng.permutation(len(picks))]
 
 
-def padded_tokens(batches: Sequence[np.ndarray], lengths: Sequence[int]) -> int:
+def padded_tokens(batches: Sequence[np.ndarray], lengths: Sequence[int], shapes: Sequence[int] | None = None) -> int:
     """Tokens the model computes over (sentences times each batch's padded length)."""
     from pipeline.batching import padded_length
 
     lengths = np.asarray(lengths)
-    return int(sum(len(b) * padded_length(int(lengths[b].max())) for b in batches))
+    return int(sum(len(b) * padded_length(int(lengths[b].max()), shapes=shapes) for b in batches))
 
 
-def epoch_padded_tokens(lengths: Sequence[int], batch_size: int, seed: int = 0) -> tuple[int, int]:
+def epoch_padded_tokens(lengths: Sequence[int], batch_size: int, seed: int = 0,
+                        shapes: Sequence[int] | None = None) -> tuple[int, int]:
     """(steps, padded tokens) of one bucketed training epoch over ``lengths``."""
     from pipeline.batching import shuffled_batches
 
     batches = shuffled_batches(np.asarray(lengths), batch_size, np.random.default_rng(seed), bucket=True)
-    return len(batches), padded_tokens(batches, lengths)
+    return len(batches), padded_tokens(batches, lengths, shapes)
 
 
 def targets_and_weights(gold: Sequence[np.ndarray], members: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -37,10 +37,10 @@ def nested_fractions(count: int, fractions: Sequence[float], seed: int = 0) -> l
     return [np.sort(order[: max(1, int(round(f * count)))]) for f in fractions]
 
 
-def size_measures(lengths: Sequence[int], batch_size: int, seed: int = 0) -> dict:
+def size_measures(lengths: Sequence[int], batch_size: int, seed: int = 0, shapes: Sequence[int] | None = None) -> dict:
     """What a fraction's cost could scale with: tokens, sentences x longest, and bucketed padded tokens."""
     lengths = np.asarray(lengths)
-    steps, padded = c.epoch_padded_tokens(lengths, batch_size, seed)
+    steps, padded = c.epoch_padded_tokens(lengths, batch_size, seed, shapes)
     return {"sentences": len(lengths), "tokens": int(lengths.sum()), "longest": int(lengths.max()),
             "sentences_x_longest": int(len(lengths) * lengths.max()), "bucketed_padded_tokens": padded,
             "steps": steps}
@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         provenance = {"embedder_kind": embedder["kind"], "corpus_sha256": "bench", "settings": "{}"}
         for fraction, members in zip(fractions, nested_fractions(len(sentences), fractions, settings["seed"])):
             chosen = [sentences[i] for i in members]
-            row = {"fraction": fraction} | size_measures([len(s) for s in chosen], settings["batch_size"],
-                                                         settings["seed"])
+            chosen_lengths = [len(s) for s in chosen]
+            row = {"fraction": fraction} | size_measures(chosen_lengths, settings["batch_size"], settings["seed"],
+                                                         c.batch_shapes(chosen_lengths, settings))
             conll, shard = tmp / f"fraction-{fraction}.conll", tmp / f"fraction-{fraction}.h5"
             write_conll(conll, chosen)
             c.say(f"fraction {fraction:g}: {row['sentences']:,} sentences, {row['tokens']:,} tokens: embedding ...")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if cache.width != model_width:
                 model, model_width, warmed = c.compiled_tagger(cache.width, len(tags), settings), cache.width, False
             batches = TaggingBatches(cache, tags, settings["batch_size"], settings["seed"],
-                                     settings["bucket_by_length"])
+                                     settings["bucket_by_length"], max_shapes=settings["max_batch_shapes"])
             if not warmed:
                 c.say(f"fraction {fraction:g}: untimed warm-up epoch (traces the train step) ...")
                 model.fit(batches, epochs=1, verbose=0)

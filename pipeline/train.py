@@ -21,7 +21,8 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from pipeline.batching import length_buckets, padded_length, shape_probes_first, shuffled_batches
+from pipeline.batching import (length_buckets, padded_length, padding_minimal_lengths, shape_probes_first,
+                               shuffled_batches)
 from pipeline.cache import EmbeddingCache, estimated_bytes
 from pipeline.config import settings_json
 from pipeline.decode import decode_all
@@ -47,7 +48,7 @@ class TaggingBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, cache: EmbeddingCache, tags: Sequence[str], batch_size: int, seed: int, bucket: bool = True,
-                 column: str = "tags"):
+                 column: str = "tags", max_shapes: int | None = None):
         super().__init__()
         self.cache = cache
         self.column = column
@@ -56,11 +57,12 @@ class TaggingBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.bucket = bucket
         self.rng = np.random.default_rng(seed)
+        self.shapes = padding_minimal_lengths(cache.lengths, max_shapes) if bucket and max_shapes else ()
         self.batches = self.epoch_batches()
 
     def epoch_batches(self) -> list[np.ndarray]:
         batches = shuffled_batches(self.cache.lengths, self.batch_size, self.rng, self.bucket)
-        return shape_probes_first(batches, self.cache.lengths)
+        return shape_probes_first(batches, self.cache.lengths, self.shapes)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -68,7 +70,7 @@ class TaggingBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         members = self.batches[index]
         lengths = self.cache.lengths[members]
-        length = padded_length(int(lengths.max()))
+        length = padded_length(int(lengths.max()), shapes=self.shapes)
         targets = np.zeros((len(members), length), dtype=np.int32)
         for row, i in enumerate(members):
             targets[row, : lengths[row]] = self.gold[i]
@@ -251,7 +253,7 @@ def fit_with_early_stopping(new_model, train_features, val_features, tags: Seque
     """Fit (or resume) a tagger with early stopping on the task's validation score; return (model, state, seconds)."""
     state = resume_state(checkpoint, fingerprint)
     batches = TaggingBatches(train_features, tags, settings["batch_size"], settings["seed"],
-                             settings["bucket_by_length"], task.column)
+                             settings["bucket_by_length"], task.column, settings["max_batch_shapes"])
     val_batches = TaggingBatches(val_features, tags, PREDICT_BATCH, settings["seed"], column=task.column)
     if state:
         model = keras.models.load_model(checkpoint / MODEL_FILE)

@@ -27,7 +27,7 @@ TINY_BILM = {
 TINY_TRAIN = {
     "units": 8, "dropout": 0.0, "recurrent_dropout": 0.0, "batch_size": 5, "learning_rate": 0.01, "max_epochs": 2,
     "patience": 1, "seed": 3, "cache_in_memory_gb": 1.0, "bucket_by_length": True, "word_embedding_dim": 4,
-    "min_word_count": 1,
+    "min_word_count": 1, "max_batch_shapes": 3,
 }
 
 
