@@ -18,7 +18,10 @@ measured times by the full epoch's padded tokens. "Embed once" is estimated as o
 batch size; the embed stage's batches of embedder.batch_size sentences cost less per sentence, so the saving is, if
 anything, understated.
 
-    python bench/cached_vs_inloop.py [--quick] [--steps N] [--repeats R] [--elmo-steps N] [--skip-elmo]
+    python bench/cached_vs_inloop.py [--quick] [--steps N] [--repeats R] [--elmo-steps N] [--skip-elmo | --elmo-only]
+
+``--elmo-only`` needs no TensorFlow (the default embedder is a TF SavedModel), so with KERAS_BACKEND=jax the
+original-size ELMo comparison also runs on a GPU machine that has JAX but no TensorFlow.
 """
 from __future__ import annotations
 
@@ -138,7 +141,8 @@ def run_case(case: Case, settings: dict, tags: Sequence[str], repeats: int, epoc
     c.say(f"{case.name}: warming up (tracing the train step for {len(set(shapes))} batch shapes) ...")
     for step in range(len(case.batches)):
         train(step, prepared[step])
-    case.embed([list(case.words[i]) for i in case.batches[0]], 8)  # builds the embedder, first-call costs
+    for step, batch in enumerate(case.batches):  # the embedder's first-call costs and traces, one per batch shape
+        case.embed([list(case.words[i]) for i in batch], shapes[step])
     case.cache_lazy.inputs(case.batches[0], shapes[0])
     in_loop_repeats = repeats if in_loop_repeats is None else min(in_loop_repeats, repeats)
     c.say(f"{case.name}: timing {len(case.batches)} steps x {repeats} repeats x {len(modes)} modes "
@@ -228,9 +232,11 @@ def default_case(tmp: Path, settings: dict, tags: Sequence[str], sizes: dict, da
 
 
 def elmo_embedder(options: dict):
-    """An original-size ELMo with random weights, called directly on character ids; returns embed(words, length)."""
-    from keras import ops
+    """An original-size ELMo with random weights, called on character ids; returns (embed(words, length), model).
 
+    It runs through Keras' compiled inference step (``predict_on_batch``: a tf.function on TensorFlow, jax.jit on
+    JAX), as an embedder inside a training loop would be run, not op by op.
+    """
     from pipeline.bilm.model import BiLM
     from pipeline.bilm.vocab import batch_char_ids
     from pipeline.embed import layer_stack
@@ -238,30 +244,32 @@ def elmo_embedder(options: dict):
     bilm = BiLM(options, name="original_size_elmo")
 
     def embed(words: list[list[str]], length: int) -> np.ndarray:
-        out = bilm(batch_char_ids(words, options["max_chars_per_token"], length), training=False)
-        forward = [ops.convert_to_numpy(x) for x in out["forward"]]
-        backward = [ops.convert_to_numpy(x) for x in out["backward"]]
-        return layer_stack({"word_emb": ops.convert_to_numpy(out["word_emb"]),
+        out = bilm.predict_on_batch(batch_char_ids(words, options["max_chars_per_token"], length))
+        forward, backward = [np.asarray(x) for x in out["forward"]], [np.asarray(x) for x in out["backward"]]
+        return layer_stack({"word_emb": np.asarray(out["word_emb"]),
                             "lstm_outputs1": np.concatenate([forward[0], backward[0]], -1),
                             "lstm_outputs2": np.concatenate([forward[1], backward[1]], -1)})
 
     return embed, bilm
 
 
-def elmo_case(tmp: Path, base: Case, settings: dict, tags: Sequence[str], steps: int,
+def training_text(limit: int) -> tuple[list, str]:
+    """Sentences of the first training shard's size (the real training split's head when the corpus exists)."""
+    return c.read_sentences("train", limit=limit)
+
+
+def elmo_case(tmp: Path, text: Sequence, settings: dict, tags: Sequence[str], steps: int,
               shapes: Sequence[int]) -> Case:
-    """The default case's text and batches (the middle ``steps`` of them), an original-size ELMo, a width-1024 cache."""
+    """``steps`` training batches of ``text`` picked across its range of lengths, an original-size ELMo with random
+    weights, and a width-1024 cache of those sentences."""
     from pipeline.cache import EmbeddingCache
-    from pipeline.corpus import Sentence
 
     embed, bilm = elmo_embedder(ORIGINAL_ELMO)
     embed([["build", "the", "weights"]], 8)
     width = 2 * ORIGINAL_ELMO["projection_dim"]  # lstm_outputs: both directions; word_emb is repeated to match
-    chosen = c.representative_batches(base.lengths, settings["batch_size"], steps, settings["seed"], shapes)
-    members = np.concatenate(chosen)
-    pos = base.cache_memory.column("pos")
-    tag_lists = base.cache_memory.column("tags")
-    sentences = [Sentence(str(i), list(base.words[i]), list(pos[i]), list(tag_lists[i])) for i in members]
+    lengths = np.asarray([len(s.words) for s in text])
+    chosen = c.representative_batches(lengths, settings["batch_size"], steps, settings["seed"], shapes)
+    sentences = [text[i] for i in np.concatenate(chosen)]
     path = c.write_synthetic_shard(tmp / "elmo-1024.h5", sentences, width)
     memory, lazy = EmbeddingCache([path], in_memory=True), EmbeddingCache([path], in_memory=False)
     remapped, start = [], 0
@@ -270,7 +278,7 @@ def elmo_case(tmp: Path, base: Case, settings: dict, tags: Sequence[str], steps:
         start += len(batch)
     params = bilm.count_params()
     return Case("original-size ELMo", f"BiLM 2x4096 cells, projection 512, 2048-filter char CNN, 2 highway "
-                f"({params / 1e6:.1f} M parameters, random weights, called directly)", width, remapped,
+                f"({params / 1e6:.1f} M parameters, random weights, compiled predict_on_batch)", width, remapped,
                 memory.lengths, [s.words for s in sentences], c.gold_ids([s.tags for s in sentences], tags),
                 memory, lazy, embed)
 
@@ -281,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="repeats of the default embedder's steps (median reported)")
     p.add_argument("--elmo-steps", type=int, help="steps timed with the original-size ELMo (about 7 s each on 2 cores)")
     p.add_argument("--elmo-repeats", type=int)
-    p.add_argument("--skip-elmo", action="store_true", help="only the default embedder")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--skip-elmo", action="store_true", help="only the default embedder")
+    which.add_argument("--elmo-only", action="store_true",
+                       help="only the original-size ELMo (no TensorFlow needed: runs under KERAS_BACKEND=jax)")
     args = p.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
     for key in ("steps", "repeats", "elmo_steps", "elmo_repeats"):
@@ -301,16 +312,19 @@ def main(argv: list[str] | None = None) -> int:
              "shapes": list(epoch_shapes)}
     data = {"epoch_lengths": lengths_source, "epoch": epoch, "sizes": sizes,
             "train_settings": settings}
-    results = {}
+    results, cases = {}, []
     with c.scratch_dir(NAME) as tmp:
-        c.say("loading the embedder and the cache ...")
-        base = default_case(tmp, settings, tags, sizes, data)
-        results["default"] = run_case(base, settings, tags, sizes["repeats"], epoch)
+        if not args.elmo_only:
+            c.say("loading the embedder and the cache ...")
+            cases.append(default_case(tmp, settings, tags, sizes, data))
+            results["default"] = run_case(cases[-1], settings, tags, sizes["repeats"], epoch)
         if not args.skip_elmo:
             c.say("building the original-size ELMo (random weights) and its width-1024 cache ...")
-            elmo = elmo_case(tmp, base, settings, tags, sizes["elmo_steps"], epoch_shapes)
-            results["original_elmo"] = run_case(elmo, settings, tags, sizes["repeats"], epoch, sizes["elmo_repeats"])
-        for case in [base] + ([elmo] if not args.skip_elmo else []):
+            text, data["elmo_text"] = training_text(sizes["synthetic_sentences"])
+            cases.append(elmo_case(tmp, text, settings, tags, sizes["elmo_steps"], epoch_shapes))
+            results["original_elmo"] = run_case(cases[-1], settings, tags, sizes["repeats"], epoch,
+                                                sizes["elmo_repeats"])
+        for case in cases:
             case.cache_memory.close()
             case.cache_lazy.close()
     c.finish(NAME, results, args, data, machine, started)
