@@ -37,7 +37,7 @@ MODES = {"bucketed": "bucketed (pipeline)", "padded_50": "padded to 50 (notebook
 
 def truncated_inputs(cache, members: Sequence[int], length: int) -> dict:
     """Model inputs with every sentence padded or truncated to ``length`` tokens (the notebook's fixed shape)."""
-    layers = np.zeros((len(members), length, 3, cache.width), dtype=np.float32)
+    layers = np.zeros((len(members), length, 3, cache.width), dtype=cache.dtype)
     lengths = np.zeros(len(members), dtype=np.int32)
     for row, index in enumerate(members):
         values = cache.sentence(int(index))[:length]
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = min(len(v) for v in prepared.values())
         tokens = {m: real_tokens(plan[m][0][:steps], cache.lengths, plan[m][1]) for m in plan}
         padded = {m: int(sum(len(b) * n for b, n in zip(plan[m][0][:steps], lengths_of[m]))) for m in plan}
-        model = c.compiled_tagger(cache.width, len(tags), settings)
+        model = c.compiled_tagger(cache.width, len(tags), settings, cache.dtype)
 
         def step_fn(mode):
             def run(step):

@@ -117,7 +117,7 @@ def run_case(case: Case, settings: dict, tags: Sequence[str], repeats: int, epoc
     """Time the four modes of one case and return its summary."""
     from pipeline.batching import padded_length
 
-    model = c.compiled_tagger(case.width, len(tags), settings)
+    model = c.compiled_tagger(case.width, len(tags), settings, case.cache_memory.dtype)
     shapes = [padded_length(int(case.lengths[b].max()), shapes=epoch["shapes"]) for b in case.batches]
     prepared = [case.cache_memory.inputs(b, n) for b, n in zip(case.batches, shapes)]  # (c): tensors in memory
     targets = [c.targets_and_weights(case.gold, b, n) for b, n in zip(case.batches, shapes)]

@@ -566,13 +566,15 @@ def gold_ids(tag_lists: Sequence[Sequence[str]], tags: Sequence[str]) -> list[np
     return [np.asarray([index.get(t, 0) for t in s], dtype=np.int32) for s in tag_lists]
 
 
-def compiled_tagger(width: int, n_tags: int, settings: dict):
-    """The pipeline's tagger (pipeline.model.build_tagger) compiled exactly as pipeline.train compiles it."""
+def compiled_tagger(width: int, n_tags: int, settings: dict, layers_dtype: str = "float16"):
+    """The pipeline's tagger (pipeline.model.build_tagger) compiled exactly as pipeline.train compiles it, taking
+    layers in the cache's storage dtype (float16 by default) as training does."""
     import keras
 
     from pipeline.model import build_tagger
 
-    model = build_tagger(width, n_tags, settings["units"], settings["dropout"], settings["recurrent_dropout"])
+    model = build_tagger(width, n_tags, settings["units"], settings["dropout"], settings["recurrent_dropout"],
+                         layers_dtype=layers_dtype)
     model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
                   loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
     return model

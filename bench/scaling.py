@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             row["embed_with_load_s"], row["embed_cpu_s"] = watch.wall, watch.cpu
             cache = EmbeddingCache([shard], in_memory=True)
             if cache.width != model_width:
-                model, model_width, warmed = c.compiled_tagger(cache.width, len(tags), settings), cache.width, False
+                model, model_width, warmed = c.compiled_tagger(cache.width, len(tags), settings, cache.dtype), cache.width, False
             batches = TaggingBatches(cache, tags, settings["batch_size"], settings["seed"],
                                      settings["bucket_by_length"], max_shapes=settings["max_batch_shapes"])
             if not warmed:

@@ -58,6 +58,11 @@ class ShardInfo:
     def width(self) -> int:
         return int(self.attrs["width"])
 
+    @property
+    def dtype(self) -> str:
+        """Storage dtype of the activations; batches keep it (the model casts to float32 on the device)."""
+        return str(self.attrs["dtype"])
+
 
 def read_shard_info(path: str | Path) -> ShardInfo:
     """Attributes and sentence lengths of a shard, or a CacheError naming the file."""
@@ -136,6 +141,11 @@ class EmbeddingCache:
     def width(self) -> int:
         return int(self.attrs["width"])
 
+    @property
+    def dtype(self) -> str:
+        """Storage dtype of the activations; batches keep it (the model casts to float32 on the device)."""
+        return str(self.attrs["dtype"])
+
     def __len__(self) -> int:
         return len(self.lengths)
 
@@ -148,8 +158,8 @@ class EmbeddingCache:
         return source[start:stop]
 
     def batch(self, indices: Sequence[int], length: int) -> np.ndarray:
-        """[len(indices), length, 3, width] zero-padded activations."""
-        out = np.zeros((len(indices), length, 3, self.width), dtype=np.float32)
+        """[len(indices), length, 3, width] zero-padded activations in the storage dtype."""
+        out = np.zeros((len(indices), length, 3, self.width), dtype=self.dtype)
         for row, index in enumerate(indices):
             values = self.sentence(int(index))
             out[row, : len(values)] = values

@@ -65,11 +65,15 @@ def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float
 
 
 def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0,
-                 vocabulary_size: int = 0, word_dim: int = 0) -> keras.Model:
+                 vocabulary_size: int = 0, word_dim: int = 0, layers_dtype: str = "float32") -> keras.Model:
     """Functional model: inputs ``layers`` [b, t, 3, width] and ``lengths`` [b] (plus ``word_ids`` [b, t] when
     ``word_dim`` > 0: a trainable word embedding concatenated with the ELMo mix, as the ELMo paper's taggers do);
-    output tag probabilities [b, t, tags]."""
-    layers = keras.Input(shape=(None, ELMO_LAYERS, width), name="layers")
+    output tag probabilities [b, t, tags].
+
+    ``layers_dtype`` is the cache's storage dtype: batches arrive as stored (float16 by default) and the scalar mix
+    casts them to float32 inside the compiled step, so the host neither converts nor copies twice the bytes.
+    """
+    layers = keras.Input(shape=(None, ELMO_LAYERS, width), name="layers", dtype=layers_dtype)
     lengths = keras.Input(shape=(), dtype="int32", name="lengths")
     inputs = {"layers": layers, "lengths": lengths}
     mask = LengthMask(name="mask")(lengths, layers)

@@ -235,7 +235,8 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
 
     def new_model() -> keras.Model:
         return build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
-                            settings["recurrent_dropout"], len(vocabulary or []), settings["word_embedding_dim"])
+                            settings["recurrent_dropout"], len(vocabulary or []), settings["word_embedding_dim"],
+                            train_cache.dtype)
 
     model, state, seconds = fit_with_early_stopping(new_model, train_cache, val_cache, tags, settings, checkpoint,
                                                     fingerprint, task)

@@ -43,3 +43,18 @@ def test_any_batch_size_trains():
         x = {"layers": np.ones((batch, 5, 3, 4), "float32"), "lengths": np.full(batch, 4, "int32")}
         loss = model.train_on_batch(x, np.zeros((batch, 5), "int32"), sample_weight=np.ones((batch, 5), "float32"))
         assert np.isfinite(loss)
+
+
+def test_float16_layers_are_mixed_in_float32_and_predict_as_the_float32_model_does():
+    keras.utils.set_random_seed(0)
+    half = build_tagger(width=6, n_tags=5, units=4, dropout=0.0, layers_dtype="float16")
+    full = build_tagger(width=6, n_tags=5, units=4, dropout=0.0)
+    full.set_weights(half.get_weights())
+    layers = np.random.default_rng(2).normal(size=(2, 4, 3, 6)).astype("float16")
+    lengths = np.array([4, 2], "int32")
+    from_half = half.predict_on_batch({"layers": layers, "lengths": lengths})
+    from_full = full.predict_on_batch({"layers": layers.astype("float32"), "lengths": lengths})
+    assert half.get_layer("scalar_mix").compute_dtype == "float32" and from_half.dtype == np.float32
+    np.testing.assert_allclose(from_half, from_full, atol=1e-6)
+    half.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(half.train_on_batch({"layers": layers, "lengths": lengths}, np.zeros((2, 4), "int32")))
