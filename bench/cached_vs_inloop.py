@@ -228,7 +228,15 @@ def default_case(tmp: Path, settings: dict, tags: Sequence[str], sizes: dict, da
                                        data["epoch"]["shapes"])
     return Case("default embedder", f"exported biLM via load_embedder + embed_batch ({hub_source})", width, batches,
                 memory.lengths, memory.column("words"), c.gold_ids(memory.column("tags"), tags), memory, lazy,
-                lambda words, length: embed_batch(signature, words))
+                lambda words, length: to_length(embed_batch(signature, words), length))
+
+
+def to_length(layers: np.ndarray, length: int) -> np.ndarray:
+    """[b, t, 3, w] embedder layers cut or zero-padded to ``length`` time steps (the training batch's padded length;
+    the embed stage pads its own batches to multiples of 8)."""
+    if layers.shape[1] >= length:
+        return layers[:, :length]
+    return np.pad(layers, ((0, 0), (0, length - layers.shape[1]), (0, 0), (0, 0)))
 
 
 def elmo_embedder(options: dict):

@@ -180,3 +180,10 @@ def test_scaling_fractions_and_fits():
 def test_tagging_latency_stats():
     stats = tagging.latency_stats([0.010, 0.020, 0.030])
     assert stats["median_ms"] == pytest.approx(20) and stats["count"] == 3 and stats["min_ms"] == pytest.approx(10)
+
+
+def test_embedder_layers_are_fitted_to_the_training_batch_length():
+    layers = np.ones((2, 16, 3, 4), np.float32)
+    assert cached_vs_inloop.to_length(layers, 13).shape == (2, 13, 3, 4)
+    padded = cached_vs_inloop.to_length(layers, 19)
+    assert padded.shape == (2, 19, 3, 4) and padded[:, 16:].sum() == 0 and padded[:, :16].all()
