@@ -58,6 +58,10 @@ class TaggerError(RuntimeError):
     """A run directory or embedder that cannot be used for tagging; the message says what to rerun."""
 
 
+#: Decimal places of an entity's confidence in JSON output.
+CONFIDENCE_DIGITS = 4
+
+
 @dataclass(frozen=True)
 class Entity:
     """One predicted entity span.
@@ -76,8 +80,9 @@ class Entity:
     confidence: float
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields."""
-        return asdict(self)
+        """Plain JSON-ready fields; the confidence rounded to CONFIDENCE_DIGITS (float32 softmax outputs carry no
+        more meaning than that, and 17-digit floats bury the output)."""
+        return asdict(self) | {"confidence": round(self.confidence, CONFIDENCE_DIGITS)}
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ def test_jsonl_has_one_object_per_sentence_with_entities_that_slice_back(stub, c
     assert len(records) == 2 and set(records[0]) == {"text", "tokens", "tags", "entities"}
     entity = records[1]["entities"][1]
     assert set(entity) == {"text", "type", "start", "end", "token_start", "token_end", "confidence"}
+    assert entity["confidence"] == round(entity["confidence"], 4)
     assert (entity["text"], entity["type"], entity["token_start"], entity["token_end"]) == ("Angela Merkel", "name",
                                                                                             2, 4)
     for record in records:
