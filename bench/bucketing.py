@@ -96,13 +96,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.batching import padded_length
     from pipeline.cache import EmbeddingCache
-    from pipeline.train import set_determinism
 
-    settings = c.train_settings()
-    set_determinism(settings["seed"])
-    tags = c.corpus_tags()
-    lengths, lengths_source = c.epoch_lengths()
-    epoch_shapes = c.batch_shapes(lengths, settings)
+    setup = c.training_setup()
+    settings, tags, lengths, lengths_source, epoch_shapes = (setup.settings, setup.tags, setup.lengths,
+                                                             setup.lengths_source, setup.shapes)
     with c.scratch_dir(NAME) as tmp:
         shards = c.real_shards("train")[:1]
         if shards:

@@ -308,13 +308,9 @@ def main(argv: list[str] | None = None) -> int:
             sizes[key] = getattr(args, key)
     machine, started = c.start(NAME, args)
 
-    from pipeline.train import set_determinism
-
-    settings = c.train_settings()
-    set_determinism(settings["seed"])
-    tags = c.corpus_tags()
-    lengths, lengths_source = c.epoch_lengths()
-    epoch_shapes = c.batch_shapes(lengths, settings)
+    setup = c.training_setup()
+    settings, tags, lengths, lengths_source, epoch_shapes = (setup.settings, setup.tags, setup.lengths,
+                                                             setup.lengths_source, setup.shapes)
     steps, padded = c.epoch_padded_tokens(lengths, settings["batch_size"], settings["seed"], epoch_shapes)
     epoch = {"sentences": len(lengths), "tokens": int(lengths.sum()), "steps": steps, "padded_tokens": padded,
              "shapes": list(epoch_shapes)}

@@ -585,3 +585,25 @@ def train_settings() -> dict:
     from pipeline.config import load_config
 
     return load_config()["train"]
+
+
+@dataclass
+class TrainingSetup:
+    """What every training benchmark starts from: the seeded train settings, the tag set, and the full training
+    epoch's sentence lengths with the padded batch lengths pipeline.train would use for them."""
+
+    settings: dict
+    tags: list
+    lengths: np.ndarray
+    lengths_source: str
+    shapes: tuple
+
+
+def training_setup() -> TrainingSetup:
+    """Load the train settings, seed Keras/NumPy as pipeline.train does, and read the epoch's lengths and shapes."""
+    from pipeline.train import set_determinism
+
+    settings = train_settings()
+    set_determinism(settings["seed"])
+    lengths, source = epoch_lengths()
+    return TrainingSetup(settings, corpus_tags(), lengths, source, batch_shapes(lengths, settings))
