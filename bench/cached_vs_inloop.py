@@ -9,7 +9,7 @@ Per step it reports E (embedder forward time) and T (tagger step time), the epoc
 epoch is within 10% of tagger-alone, and the full-run saving: embed once + N cached epochs vs N in-loop epochs
 (N = train.max_epochs). Done for the default embedder (the exported biLM, loaded with pipeline.embed.load_embedder and
 called with embed_batch) and for an original-size ELMo (char CNN filters up to 1024 wide, 2 highway layers, 4096-cell
-LSTMs projected to 512) built with random weights and called directly on character ids.
+LSTMs projected to 512) built with random weights and run on character ids through its compiled predict_on_batch.
 
 The modes are interleaved step by step (rotating their order), so a load change on a shared machine hits all of them
 alike; a warm-up pass over the same batches comes first (every shape traced). The timed batches are the training

@@ -58,11 +58,6 @@ class ShardInfo:
     def width(self) -> int:
         return int(self.attrs["width"])
 
-    @property
-    def dtype(self) -> str:
-        """Storage dtype of the activations; batches keep it (the model casts to float32 on the device)."""
-        return str(self.attrs["dtype"])
-
 
 def read_shard_info(path: str | Path) -> ShardInfo:
     """Attributes and sentence lengths of a shard, or a CacheError naming the file."""
