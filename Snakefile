@@ -1,12 +1,22 @@
 # Named-entity recognition with cached ELMo-style embeddings: the table of contents.
 # Stages: split the corpus -> (pretrain + export the offline biLM) -> embed each shard once into HDF5
 #         -> train the residual biLSTM on the cache -> evaluate with seqeval.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config, validate
+
+from pipeline.config import ConfigError, coerce_overrides
 
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+# Snakemake hands values nested in --config (train={"max_epochs": 8}) over as strings: read them back as the types
+# the schema gives their keys, so the README's overrides validate. --configfile values are typed YAML already.
+try:
+    update_config(config, coerce_overrides(dict(workflow.config_settings.config)))
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
 
 
 validate(config, "config/schema.yaml")

@@ -69,3 +69,70 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 def settings_json(settings: dict[str, Any]) -> str:
     """Canonical JSON of a settings dict: stable across runs, so it can be hashed and compared."""
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+# Spellings of null and of the booleans accepted in a --config override (YAML's, plus Python's None/True/False).
+_NULLS = {"null", "Null", "NULL", "~", "None"}
+_BOOLEANS = {"true": True, "false": False}
+_NOT_COERCED = object()
+
+
+def _types(schema: dict) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def _coerce_string(text: str, types: list[str]) -> Any:
+    """``text`` as the first of the schema's types it spells (null, boolean, integer, number), else unchanged."""
+    stripped = text.strip()
+    if "null" in types and stripped in _NULLS:
+        return None
+    if "string" in types:
+        return text
+    if "boolean" in types and stripped.lower() in _BOOLEANS:
+        return _BOOLEANS[stripped.lower()]
+    if "integer" in types or "number" in types:
+        try:
+            return int(stripped)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            number = float(stripped)
+        except ValueError:
+            pass
+        else:
+            if number == number and abs(number) != float("inf"):  # JSON has no NaN or infinity
+                return number
+    return _NOT_COERCED
+
+
+def _describe(types: list[str]) -> str:
+    names = {"integer": "an integer", "number": "a number", "boolean": "true or false", "null": "null",
+             "string": "a string", "object": "a mapping", "array": "a list"}
+    return " or ".join(names.get(t, t) for t in types)
+
+
+def coerce_overrides(overrides: Any, schema: dict | None = None, key: str = "") -> Any:
+    """Command-line overrides converted to the types the schema asks for, before validation.
+
+    Snakemake parses ``--config 'train={"max_epochs": 8}'`` with YAML's BaseLoader, so every value nested in a mapping
+    or a list arrives as a string ('8'). Each string is read back as the type its key has in the schema: an integer,
+    a number, true/false, or null where the key allows null (``corpus={"path": null}``); strings stay strings where
+    the schema allows a string. Keys the schema does not know are left for validation to report. A string that
+    spells none of the key's types raises ConfigError naming the key, the value and what it should be.
+    """
+    schema = load_schema() if schema is None else schema
+    types = _types(schema)
+    if isinstance(overrides, dict):
+        properties = schema.get("properties", {})
+        return {name: coerce_overrides(value, properties[name], f"{key}.{name}" if key else name)
+                if name in properties else value for name, value in overrides.items()}
+    if isinstance(overrides, list) and isinstance(schema.get("items"), dict):
+        return [coerce_overrides(item, schema["items"], f"{key}[{index}]") for index, item in enumerate(overrides)]
+    if isinstance(overrides, str) and types:
+        value = _coerce_string(overrides, types)
+        if value is _NOT_COERCED:
+            raise ConfigError(f"--config {key}: {overrides!r} is not {_describe(types)}")
+        return value
+    return overrides
