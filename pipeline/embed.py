@@ -18,13 +18,13 @@ from typing import Sequence
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 import pipeline
 from pipeline.batching import length_buckets, padded_length
 from pipeline.cache import EMBEDDINGS, LENGTHS, OFFSETS, SENTENCE_IDS, STRING_DTYPE, arrays_checksum
 from pipeline.corpus import Sentence, read_conll
 from pipeline.logs import atomic_path, get_logger
+from pipeline.progress import Progress
 
 log = get_logger(__name__)
 SIGNATURE = "tokens"
@@ -121,12 +121,15 @@ def embed_shard(
             # Collected in memory (storage dtype) and written once: per-sentence HDF5 writes with float32->float16
             # conversion cost more than the embedder itself on small models (bench/embed_overhead.py).
             buffer = np.empty(data.shape, dtype=data.dtype)
-            for batch in tqdm(length_buckets(lengths, batch_size), desc=f"embed {Path(shard_path).stem}", unit="batch"):
-                tick = time.time()
-                layers = embed_batch(signature, [sentences[i].words for i in batch])
-                module_seconds += time.time() - tick
-                for row, index in enumerate(batch):
-                    buffer[offsets[index] : offsets[index] + lengths[index]] = layers[row, : lengths[index]]
+            # Counted in tokens (batches differ in length): a bar on a terminal, a line every tenth in the log.
+            with Progress(int(sum(lengths)), f"embed {Path(shard_path).stem}", unit="token") as shown:
+                for batch in length_buckets(lengths, batch_size):
+                    tick = time.time()
+                    layers = embed_batch(signature, [sentences[i].words for i in batch])
+                    module_seconds += time.time() - tick
+                    for row, index in enumerate(batch):
+                        buffer[offsets[index] : offsets[index] + lengths[index]] = layers[row, : lengths[index]]
+                    shown.update(sum(lengths[i] for i in batch))
             data[...] = buffer
             del buffer
             attrs = {

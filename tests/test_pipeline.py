@@ -70,6 +70,16 @@ def test_pipeline_writes_cache_model_and_metrics(finished_workflow):
     assert (workdir / "benchmarks" / "train.tsv").is_file()
 
 
+def test_long_stages_log_their_progress(finished_workflow):
+    """Periodic progress lines (rate, time left) reach the stage logs, which are files: no tqdm bar there."""
+    workdir, _ = finished_workflow
+    pretrain = (workdir / "logs" / "pretrain_bilm.log").read_text()
+    assert re.search(r"pretrain biLM epoch 1/1: \d+ steps in \d+:\d\d \([\d.]+ (steps/s|s/step)\), \{'loss'", pretrain)
+    embed = (workdir / "logs" / "embed" / "train-0000.log").read_text()
+    assert re.search(r"embed train-0000: (\d+)/\1 tokens \(100%\), [\d.]+ tokens/s, done in \d+:\d\d", embed)
+    assert "\r" not in pretrain + embed
+
+
 def test_nothing_reruns_when_nothing_changed(finished_workflow):
     workdir, config = finished_workflow
     assert planned_jobs(workdir, config) == {}

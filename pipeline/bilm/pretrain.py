@@ -22,6 +22,7 @@ from pipeline.bilm.model import BiLM, SampledSoftmaxLM
 from pipeline.bilm.vocab import WordVocabulary, batch_char_ids
 from pipeline.corpus import read_conll
 from pipeline.logs import atomic_path, get_logger
+from pipeline.progress import KerasProgress
 
 log = get_logger(__name__)
 OPTION_KEYS = (
@@ -133,7 +134,8 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str) -> di
     model = SampledSoftmaxLM(options, len(vocab), settings["num_samples"], seed=settings["seed"])
     model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"], clipnorm=5.0))
     batches = LanguageModelBatches(train, vocab, options, settings["batch_size"], settings["seed"])
-    history = model.fit(batches, epochs=settings["epochs"], verbose=2)
+    # Steps with rate and time left: a bar on a terminal, a line every tenth of an epoch in logs/pretrain_bilm.log.
+    history = model.fit(batches, epochs=settings["epochs"], verbose=0, callbacks=[KerasProgress("pretrain biLM")])
     likelihood = direction_log_likelihoods(model, val, vocab, options["max_chars_per_token"])
     report = {
         "validation_tokens": likelihood["tokens"],
