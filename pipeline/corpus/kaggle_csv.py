@@ -1,12 +1,9 @@
-"""Stage 1: read the annotated corpus, validate it, split it as the original notebook did, and cut shards.
+"""The Kaggle "Annotated Corpus for Named Entity Recognition" (``ner_dataset.csv``, plain or zipped).
 
-The corpus is the Kaggle "Annotated Corpus for Named Entity Recognition" (``ner_dataset.csv``: columns ``Sentence #``,
-``Word``, ``POS``, ``Tag``; latin-1). Two details matter for honest results:
-
-* words are read verbatim: the corpus holds tokens such as ``NaN`` and ``NA`` that pandas would turn into missing
-  values (and the original notebook's forward-fill then overwrote with the previous word);
-* the test split is ``train_test_split(test_size=0.1, random_state=2018)`` over the sentences in the order pandas'
-  ``groupby("Sentence #")`` yields them (ids sorted as strings), so our test set is the notebook's test set.
+Columns ``Sentence #``, ``Word``, ``POS``, ``Tag``; latin-1; the sentence id only on a sentence's first row. Words are
+read verbatim: the corpus holds tokens such as ``NaN`` and ``NA`` that pandas would turn into missing values (and the
+original notebook's forward-fill then overwrote with the previous word). The corpus has no splits of its own: the
+stage splits it as the notebook did (:mod:`pipeline.corpus.split`).
 
 The CSV is parsed with the standard ``csv`` module, not pandas, so that every problem names the physical line it is
 on (pandas' ParserError counts records, not lines, and pads short rows with NaN without a word). A bad file is
@@ -14,32 +11,29 @@ rejected with a :class:`CorpusError` that reads ``path:LINE: problem and fix``; 
 line, an ``I-`` tag that starts an entity, a row without POS) is kept and listed in the :class:`CorpusReport`. Either
 way every data row is accounted for: ``rows == tokens + blank_lines``. Values holding a tab or a line break are
 refused, since the CoNLL files could not represent them; this also catches a quote left open across lines.
-
-Splits and shards are written as CoNLL-style text (``word<TAB>pos<TAB>tag``, a ``# sentence_id = ...`` line before
-each sentence, a blank line after) so a person can read them and other tools can use them.
 """
 from __future__ import annotations
 
-import argparse
 import codecs
 import csv
-import hashlib
 import io
-import json
 import re
-import sys
 import zipfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from operator import itemgetter
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.logs import get_logger, atomic_path
+from pipeline.corpus.base import (
+    BIO_TAG_PATTERN, OUTSIDE_TAG, CorpusError, CorpusReport, ReadCorpus, Sentence, file_sha256, listed, shown,
+)
+from pipeline.corpus.conll import CONLL_SEPARATORS
+from pipeline.logs import get_logger
 
 CORPUS_FILENAMES = ("ner_dataset.csv", "ner_dataset.csv.zip")
 CORPUS_SEARCH_DIRS = (PROJECT_ROOT / "data", PROJECT_ROOT.parent / "shared" / "data")
@@ -48,23 +42,15 @@ WORD_COLUMN = "Word"
 POS_COLUMN = "POS"
 TAG_COLUMN = "Tag"
 REQUIRED_COLUMNS = (SENTENCE_COLUMN, WORD_COLUMN, POS_COLUMN, TAG_COLUMN)
-OUTSIDE_TAG = "O"
-BIO_TAG_PATTERN = re.compile(r"^(O|[BI]-[A-Za-z][A-Za-z0-9_]*)$")
-SENTENCE_ID_PREFIX = "# sentence_id = "
-SPLITS = ("train", "val", "test")
 
 ZIP_SUFFIX = ".zip"
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_METADATA_PREFIXES = ("__MACOSX/",)  # resource forks macOS adds to archives it creates
 UTF8_CODECS = ("utf-8", "utf-8-sig")
-#: Characters a CoNLL column cannot hold (they separate columns and rows), with how a message names them.
-CONLL_SEPARATORS = {"\t": "a tab", "\n": "a line break", "\r": "a line break"}
 #: A row made only of these (or of nothing) is a blank line. Not str.isspace: the corpus has the word '\x85' (NEL).
 BLANK_CHARACTERS = " \t"
 OTHER_DELIMITERS = (";", "\t", "|")
-SHOWN_CHARACTERS = 60  # how much of a bad value a message quotes
-SHOWN_NAMES = 10  # how many column names or archive members a message lists
 
 log = get_logger(__name__)
 
@@ -76,57 +62,6 @@ MISSING_CORPUS_HELP = (
 EXPECTED_HEADER = ",".join(REQUIRED_COLUMNS)
 
 
-class CorpusError(ValueError):
-    """A corpus file that cannot be used as it is; the message names the file, the line and the problem."""
-
-
-@dataclass
-class Sentence:
-    """One annotated sentence: parallel lists of words, part-of-speech tags and BIO entity tags."""
-
-    sentence_id: str
-    words: list[str]
-    pos: list[str]
-    tags: list[str]
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-
-@dataclass
-class CorpusReport:
-    """What reading a corpus found: counts and the problems that were handled rather than rejected."""
-
-    path: str
-    rows: int = 0
-    tokens: int = 0
-    sentences: int = 0
-    blank_lines: int = 0
-    extra_columns: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    tag_counts: dict[str, int] = field(default_factory=dict)
-    length_quantiles: dict[str, int] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """A human-readable summary, as ``ner check-corpus`` prints it."""
-        lines = [
-            f"corpus:     {self.path}",
-            f"rows:       {self.rows} ({self.blank_lines} blank lines skipped)",
-            f"tokens:     {self.tokens}",
-            f"sentences:  {self.sentences}",
-            "lengths:    " + ", ".join(f"{k}={v}" for k, v in self.length_quantiles.items()),
-            "tags:       " + ", ".join(f"{t}={n}" for t, n in sorted(self.tag_counts.items())),
-        ]
-        if self.extra_columns:
-            lines.append(f"ignored extra columns: {', '.join(self.extra_columns)}")
-        lines.append(f"problems:   {len(self.warnings)} (handled, listed below)" if self.warnings else "problems:   none")
-        shown = self.warnings[:20]
-        lines += [f"  - {w}" for w in shown]
-        if len(self.warnings) > len(shown):
-            lines.append(f"  ... and {len(self.warnings) - len(shown)} more")
-        return "\n".join(lines)
-
-
 class CsvRecord(NamedTuple):
     """One CSV record and the physical lines it spans (a quoted field may hold line breaks).
 
@@ -136,16 +71,6 @@ class CsvRecord(NamedTuple):
     first_line: int
     last_line: int
     fields: list[str]
-
-
-def shown(value: str) -> str:
-    """``repr`` of a value cut to a readable length, for error messages (a bad field may be megabytes long)."""
-    return repr(value if len(value) <= SHOWN_CHARACTERS else value[:SHOWN_CHARACTERS] + "...")
-
-
-def listed(names: Sequence[str]) -> str:
-    """The first few names, comma-separated (a page of HTML mistaken for a header has hundreds)."""
-    return ", ".join(names[:SHOWN_NAMES]) + (" ..." if len(names) > SHOWN_NAMES else "")
 
 
 def find_corpus(path: str | Path | None = None, search_dirs: Sequence[Path] = CORPUS_SEARCH_DIRS) -> Path:
@@ -195,15 +120,6 @@ def read_corpus_bytes(path: Path) -> bytes:
     if path.suffix.lower() == ZIP_SUFFIX or raw.startswith(ZIP_MAGIC):
         return csv_from_zip(raw, path)
     return raw
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file: recorded in every cache file so stale caches are recognised."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def line_of(data: bytes | str, offset: int) -> int:
@@ -499,146 +415,20 @@ def read_corpus(path: str | Path, encoding: str = "latin-1") -> tuple[list[Sente
     return sentences, report
 
 
-def tag_vocabulary(sentences: Iterable[Sentence]) -> list[str]:
-    """Tags of the corpus, ``O`` first then sorted, so tag ids are stable across runs."""
-    tags = {t for s in sentences for t in s.tags}
-    return [OUTSIDE_TAG] + sorted(tags - {OUTSIDE_TAG})
+@dataclass
+class KaggleCsvReader:
+    """``corpus.format: kaggle_csv``: ``ner_dataset.csv`` from ``corpus.path``, else the search dirs; no splits."""
 
+    path: str | Path | None = None
+    encoding: str = "latin-1"
 
-def notebook_order(sentences: Sequence[Sentence]) -> list[Sentence]:
-    """Sentences in the order of pandas ``groupby("Sentence #")``: ids sorted as strings ("1" < "10" < "100")."""
-    return sorted(sentences, key=lambda s: s.sentence_id)
+    @classmethod
+    def from_config(cls, cfg: dict) -> KaggleCsvReader:
+        return cls(cfg.get("path"), cfg["encoding"])
 
-
-def split_corpus(
-    sentences: Sequence[Sentence], test_size: float, split_seed: int, val_size: float, val_seed: int
-) -> dict[str, list[Sentence]]:
-    """Train/val/test as the original notebook (test) plus a seeded validation split carved from the rest."""
-    # Imported here: the embed workers import this module for read_conll only, and every one of them pays the import.
-    from sklearn.model_selection import train_test_split
-
-    ordered = notebook_order(sentences)
-    if len(ordered) < 3:
-        raise CorpusError(f"need at least 3 sentences to make train/val/test splits, got {len(ordered)}")
-    rest, test = train_test_split(ordered, test_size=test_size, random_state=split_seed)
-    train, val = train_test_split(rest, test_size=val_size, random_state=val_seed)
-    return {"train": train, "val": val, "test": test}
-
-
-def check_conll_value(value: str, sentence: Sentence) -> str:
-    """A value as it goes into a CoNLL column; a tab or line break would silently break the file's structure."""
-    if any(separator in value for separator in CONLL_SEPARATORS):
-        raise CorpusError(f"sentence {sentence.sentence_id!r}: {shown(value)} holds a tab or line break")
-    return value
-
-
-def write_conll(path: str | Path, sentences: Iterable[Sentence]) -> None:
-    """Write sentences as CoNLL-style columns, atomically (a killed run leaves the old file or none)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as out:
-        for s in sentences:
-            out.write(f"{SENTENCE_ID_PREFIX}{check_conll_value(s.sentence_id, s)}\n")
-            for w, p, t in zip(s.words, s.pos, s.tags):
-                out.write("\t".join(check_conll_value(v, s) for v in (w, p, t)) + "\n")
-            out.write("\n")
-
-
-def read_conll(path: str | Path) -> list[Sentence]:
-    """Read a file written by :func:`write_conll`.
-
-    An id line is only looked for between sentences: inside one, a row whose word happens to start with
-    ``# sentence_id = `` is a token like any other.
-    """
-    sentences: list[Sentence] = []
-    current: Sentence | None = None
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
-            if current is None and line.startswith(SENTENCE_ID_PREFIX):
-                current = Sentence(line[len(SENTENCE_ID_PREFIX) :], [], [], [])
-                sentences.append(current)
-            elif line == "":
-                current = None
-            else:
-                fields = line.split("\t")
-                if current is None or len(fields) != 3:
-                    raise CorpusError(f"{path}:{number}: expected 'word<TAB>pos<TAB>tag' inside a sentence")
-                current.words.append(fields[0])
-                current.pos.append(fields[1])
-                current.tags.append(fields[2])
-    return sentences
-
-
-def shard_name(split: str, index: int) -> str:
-    """File stem of one shard: ``train-0003``."""
-    return f"{split}-{index:04d}"
-
-
-def cut_shards(sentences: Sequence[Sentence], shard_size: int) -> list[list[Sentence]]:
-    """Consecutive groups of at most ``shard_size`` sentences."""
-    return [list(sentences[i : i + shard_size]) for i in range(0, len(sentences), shard_size)]
-
-
-def prepare(config: dict, out_dir: str | Path) -> dict:
-    """Read, validate, split and shard the corpus under ``out_dir``; return the metadata written to meta.json."""
-    cfg = config["corpus"]
-    out_dir = Path(out_dir)
-    if cfg.get("format") == "conll":
-        from pipeline.conll_corpus import read_conll_splits
-
-        splits, warnings, corpus_hash = read_conll_splits(cfg["files"], cfg["encoding"], cfg["tag_column"],
-                                                          cfg.get("pos_column"))
-        sentences, path = [s for members in splits.values() for s in members], ", ".join(cfg["files"].values())
-        report = CorpusReport(path=path, warnings=warnings)
-    else:
-        path = find_corpus(cfg.get("path"))
+    def read(self) -> ReadCorpus:
+        path = find_corpus(self.path)
         log.info("reading corpus %s", path)
-        sentences, report = read_corpus(path, cfg["encoding"])
-        corpus_hash = file_sha256(path)
+        sentences, report = read_corpus(path, self.encoding)
         log.info("%d sentences, %d tokens, %d problems handled", report.sentences, report.tokens, len(report.warnings))
-        splits = split_corpus(sentences, cfg["test_size"], cfg["split_seed"], cfg["val_size"], cfg["val_seed"])
-    shards: dict[str, list[str]] = {}
-    (out_dir / "shards").mkdir(parents=True, exist_ok=True)
-    for split, members in splits.items():
-        write_conll(out_dir / f"{split}.conll", members)
-        shards[split] = []
-        for index, group in enumerate(cut_shards(members, cfg["shard_size"])):
-            name = shard_name(split, index)
-            write_conll(out_dir / "shards" / f"{name}.conll", group)
-            shards[split].append(name)
-        log.info("%s: %d sentences in %d shards", split, len(members), len(shards[split]))
-    meta = {
-        "corpus_path": str(path),
-        "corpus_sha256": corpus_hash,
-        "tags": tag_vocabulary(sentences),
-        "pos_tags": sorted({p for s in sentences for p in s.pos}),
-        "sizes": {split: len(members) for split, members in splits.items()},
-        "shards": shards,
-        "problems": report.warnings,
-    }
-    with atomic_path(out_dir / "meta.json") as tmp:
-        Path(tmp).write_text(json.dumps(meta, indent=1))
-    return meta
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.corpus``: the Snakemake entry point of stage 1."""
-    parser = argparse.ArgumentParser(description="Read, validate, split and shard the NER corpus.")
-    parser.add_argument("--settings", default=None, help="JSON of the 'corpus' config section (default: config file)")
-    parser.add_argument("--corpus", default=None, help="corpus file (overrides corpus.path)")
-    parser.add_argument("--out", default="cache/corpus", help="output directory")
-    args = parser.parse_args(argv)
-    from pipeline.config import load_config, validate_config
-
-    config = validate_config({"corpus": json.loads(args.settings)}) if args.settings else load_config()
-    if args.corpus:
-        config["corpus"]["path"] = args.corpus
-    try:
-        prepare(config, args.out)
-    except CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return ReadCorpus(sentences, report, str(path), file_sha256(path))
