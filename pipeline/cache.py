@@ -160,18 +160,30 @@ class EmbeddingCache:
             out[row, : len(values)] = values
         return out
 
-    def use_vocabulary(self, vocabulary) -> None:
-        """Also give the model ``word_ids`` (for a tagger trained with a word embedding)."""
-        self.vocabulary = vocabulary
+    #: Token features other than the layers (word, character, casing, vector ids), set by :meth:`use_features`.
+    features = None
+    #: Whether batches carry the ``layers`` activations (false for a tagger trained without the biLM).
+    use_layers = True
+
+    def use_features(self, features, use_layers: bool = True) -> None:
+        """Give the model the token inputs of ``features`` (a :class:`pipeline.words.TokenFeatures`, or None) and,
+        when ``use_layers``, the cached activations."""
+        self.features, self.use_layers = features, use_layers
 
     def inputs(self, indices: Sequence[int], length: int) -> dict:
-        """Model inputs of a batch: ``layers`` [b, length, 3, width], ``lengths`` [b] and, with a vocabulary,
-        ``word_ids`` [b, length]."""
-        inputs = {"layers": self.batch(indices, length), "lengths": self.lengths[indices].astype(np.int32)}
-        if getattr(self, "vocabulary", None) is not None:
+        """Model inputs of a batch: ``lengths`` [b], ``layers`` [b, length, 3, width] (unless switched off) and the
+        token features' inputs (``word_ids``, ``char_ids``, ``casing``, ``vector_ids``) computed from the words."""
+        inputs = {"lengths": self.lengths[indices].astype(np.int32)}
+        if self.use_layers:
+            inputs["layers"] = self.batch(indices, length)
+        if self.features is not None:
             words = self.column("words")
-            inputs["word_ids"] = self.vocabulary.batch([words[int(i)] for i in indices], length)
+            inputs |= self.features.inputs([words[int(i)] for i in indices], length)
         return inputs
+
+    def subset(self, indices: Sequence[int]) -> "CacheSubset":
+        """The sentences at ``indices`` behind their own index (the small-data subsample), sharing this cache."""
+        return CacheSubset(self, np.asarray(indices, dtype=np.int64))
 
     def column(self, name: str) -> list:
         """Per-sentence lists of ``words``, ``pos`` or ``tags``, or the ``sentence_ids``."""
@@ -180,6 +192,32 @@ class EmbeddingCache:
     def close(self) -> None:
         for f in self._files:
             f.close()
+
+
+class CacheSubset:
+    """Some sentences of an :class:`EmbeddingCache`, indexed 0..n-1: what training needs of a cache (lengths,
+    inputs, text columns, attributes) without copying any activations."""
+
+    def __init__(self, cache: EmbeddingCache, indices: np.ndarray):
+        self.cache, self.indices = cache, indices
+        self.lengths = cache.lengths[indices]
+        self.attrs, self.infos = cache.attrs, cache.infos
+
+    width = property(lambda self: self.cache.width)
+    dtype = property(lambda self: self.cache.dtype)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def use_features(self, features, use_layers: bool = True) -> None:
+        self.cache.use_features(features, use_layers)
+
+    def inputs(self, indices: Sequence[int], length: int) -> dict:
+        return self.cache.inputs(self.indices[np.asarray(indices, dtype=np.int64)], length)
+
+    def column(self, name: str) -> list:
+        values = self.cache.column(name)
+        return [values[int(i)] for i in self.indices]
 
 
 def estimated_bytes(paths: Sequence[str | Path]) -> int:

@@ -18,8 +18,9 @@ from seqeval.metrics import classification_report
 from pipeline.cache import EmbeddingCache, check_shards_agree
 from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
+from pipeline.model import uses_layers
 from pipeline.tasks import get_task, token_accuracy
-from pipeline.words import TaggerVocabulary
+from pipeline.words import TokenFeatures
 from pipeline.train import MODEL_FILE, predict_probabilities
 
 log = get_logger(__name__)
@@ -75,7 +76,7 @@ def evaluate(run_dir: str | Path, test_shards: Sequence[str], decode_method: str
     summary_file = run_dir / "training_summary.json"
     task = get_task(json.loads(summary_file.read_text()).get("task", "ner") if summary_file.is_file() else "ner")
     model = keras.models.load_model(run_dir / MODEL_FILE)
-    cache.use_vocabulary(TaggerVocabulary.load(run_dir))
+    cache.use_features(TokenFeatures.load(run_dir), uses_layers(model))
     probabilities = predict_probabilities(model, cache)
     decode_method = decode_method if task.decode == "bio_viterbi" else task.decode
     predicted = decode_all(probabilities, tags, decode_method)

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.batching import length_buckets, padded_length
 from pipeline.config import PROJECT_ROOT
-from pipeline.words import TaggerVocabulary
+from pipeline.words import TokenFeatures
 from pipeline.tokenize import Token, iter_sentences, read_pretokenized, split_sentences
 
 DEFAULT_RUN_DIR = "results/ner"
@@ -216,7 +216,9 @@ class Tagger:
         self.batch_size = batch_size
         self.decode = decode
         self.feature_dtype = np.dtype(record.get("dtype") or np.float32)
-        self.vocabulary = TaggerVocabulary.load(run_dir) if run_dir is not None else None  # word ids, if trained so
+        # Word, character, casing and vector ids, as the model was trained with them.
+        self.token_features = TokenFeatures.load(run_dir) if run_dir is not None else TokenFeatures()
+        self.uses_layers = model_uses_layers(model)
 
     def with_options(self, batch_size: int | None = None, decode: str | None = None) -> "Tagger":
         """The same model and embedder with other options: changing them needs no reload."""
@@ -265,9 +267,12 @@ class Tagger:
         for batch in bounded_batches(lengths, self.batch_size):
             batch_lengths = np.asarray([lengths[i] for i in batch], dtype=np.int32)
             members = [sentences[i] for i in batch]
-            inputs = {"layers": self.features(members), "lengths": batch_lengths}
-            if self.vocabulary is not None:
-                inputs["word_ids"] = self.vocabulary.batch(members, inputs["layers"].shape[1])
+            length = padded_length(int(batch_lengths.max()))
+            inputs = {"lengths": batch_lengths}
+            if self.uses_layers:
+                inputs["layers"] = self.features(members)
+                length = inputs["layers"].shape[1]
+            inputs |= self.token_features.inputs(members, length)
             predicted = np.asarray(self.model.predict_on_batch(inputs))
             for row, index in enumerate(batch):
                 result[index] = predicted[row, : lengths[index]]
@@ -319,6 +324,13 @@ def _pending_from_texts(texts: Iterable[str]) -> Iterator[_Pending]:
             offset = sentence[0].start
             tokens = [Token(t.text, t.start - offset, t.end - offset) for t in sentence]
             yield _Pending(text[offset : sentence[-1].end], tokens, text_index, offset)
+
+
+def model_uses_layers(model: Any) -> bool:
+    """Whether the model takes ELMo layers (imported here so that importing this module does not load Keras)."""
+    from pipeline.model import uses_layers
+
+    return uses_layers(model)
 
 
 def check_options(batch_size: int, decode: str) -> None:
@@ -392,7 +404,7 @@ def check_model(model: Any, tags: Sequence[str], record: dict, run_dir: Path) ->
         raise TaggerError(f"{run_dir}: the model predicts {outputs} tags but {TAGS_FILE} lists {len(tags)}; the run "
                           f"directory mixes files of different runs: {TRAIN_HINT}")
     widths = {t.shape[-1] for t in model.inputs if len(t.shape) == 4}
-    if widths != {record.get("width")}:
+    if model_uses_layers(model) and widths != {record.get("width")}:
         raise TaggerError(f"{run_dir}: the model takes features of width {sorted(widths)} but {EMBEDDER_FILE} records "
                           f"width {record.get('width')}; {TRAIN_HINT}")
 

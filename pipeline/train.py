@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -27,9 +28,10 @@ from pipeline.cache import EmbeddingCache, estimated_bytes
 from pipeline.config import settings_json
 from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
-from pipeline.model import build_tagger
+from pipeline.model import build_tagger, has_layer, set_pretrained_vectors
 from pipeline.tasks import TASKS, Task, get_task
-from pipeline.words import TaggerVocabulary
+from pipeline.vectors import load_vectors
+from pipeline.words import CharVocabulary, TaggerVocabulary, TokenFeatures, VectorVocabulary
 
 log = get_logger(__name__)
 GIB = 1 << 30
@@ -37,6 +39,9 @@ PREDICT_BATCH = 128
 CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE = "model.keras"
 LOSS_FLOOR = 1e-9
+SUBSAMPLE_IDS_FILE = "train_sentence_ids.txt"
+#: layer_weights.json of a run trained without the ELMo layers (there is no mix to report).
+NO_MIX = {"layer_weights": [], "gamma": None}
 SCORE_LABELS = {"val_entity_f1": "validation entity F1 (seqeval, micro)", "val_token_accuracy": "validation token accuracy"}
 
 
@@ -227,16 +232,25 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
         raise ValueError("training and validation shards come from different embedders: rerun the embed stage")
     fingerprint = settings_fingerprint(settings, [train_cache, val_cache])
 
-    vocabulary = None
-    if settings["word_embedding_dim"]:
-        vocabulary = TaggerVocabulary.from_sentences(train_cache.column("words"), settings["min_word_count"])
-        train_cache.use_vocabulary(vocabulary)
-        val_cache.use_vocabulary(vocabulary)
+    train_cache = subsample(train_cache, settings, run_dir)
+    features = build_token_features(train_cache.column("words"), settings)
+    use_layers = settings.get("use_elmo", True)
+    train_cache.use_features(features, use_layers)
+    val_cache.use_features(features, use_layers)
+    vectors = load_settings_vectors(settings)
+    if vectors is not None:
+        log.info("pretrained vectors %s: %d x %d; %.1f%% of training and %.1f%% of validation tokens found",
+                 vectors.source, len(vectors), vectors.dim, 100 * features.vectors.coverage(train_cache.column("words")),
+                 100 * features.vectors.coverage(val_cache.column("words")))
 
     def new_model() -> keras.Model:
-        return build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
-                            settings["recurrent_dropout"], len(vocabulary or []), settings["word_embedding_dim"],
-                            train_cache.dtype)
+        model = build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
+                             settings["recurrent_dropout"], len(features.words or []), settings["word_embedding_dim"],
+                             train_cache.dtype, use_layers=use_layers, seed=settings["seed"],
+                             **feature_model_options(features, settings))
+        if vectors is not None:
+            set_pretrained_vectors(model, vectors.matrix)
+        return model
 
     model, state, seconds = fit_with_early_stopping(new_model, train_cache, val_cache, tags, settings, checkpoint,
                                                     fingerprint, task)
@@ -244,9 +258,67 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
                "epochs_run": len(state["rows"]), "train_seconds": seconds,
                "cache_in_memory": in_memory, "train_sentences": len(train_cache), "val_sentences": len(val_cache)}
     save_run(model, tags, embedder_record(train_cache), settings, state["rows"], summary, run_dir)
-    if vocabulary is not None:
-        vocabulary.save(run_dir)
+    features.save(run_dir)
     return summary
+
+
+def subsample(cache: EmbeddingCache, settings: dict, run_dir: Path):
+    """The whole training cache, or (``max_train_sentences``) a seeded random draw of that many sentences, whose
+    ids go to ``train_sentence_ids.txt`` so peers can be trained on exactly the same subsample."""
+    wanted = settings.get("max_train_sentences")
+    if not wanted or wanted >= len(cache):
+        return cache
+    subset = cache.subset(draw_subsample(len(cache), wanted, settings.get("subsample_seed", 0)))
+    ids = subset.column("sentence_ids")
+    with atomic_path(run_dir / SUBSAMPLE_IDS_FILE) as tmp:
+        Path(tmp).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    log.info("training on a random subsample of %d of %d sentences (%d tokens); ids in %s", wanted, len(cache),
+             int(subset.lengths.sum()), run_dir / SUBSAMPLE_IDS_FILE)
+    return subset
+
+
+def draw_subsample(total: int, wanted: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``wanted`` of ``total`` sentences, drawn uniformly without replacement with ``seed``."""
+    return np.sort(np.random.default_rng(seed).choice(total, size=min(wanted, total), replace=False))
+
+
+def build_token_features(sentences: Sequence[Sequence[str]], settings: dict) -> TokenFeatures:
+    """The tagger's token features as the settings ask for them, built from the training sentences' words.
+
+    Settings written before a feature existed lack its key and get it switched off, so old runs keep their meaning.
+    """
+    words = chars = vectors = None
+    if settings.get("word_embedding_dim"):
+        words = TaggerVocabulary.from_sentences(sentences, settings["min_word_count"])
+    if settings.get("char_embedding_dim"):
+        chars = CharVocabulary.from_sentences(sentences, settings["max_chars_per_token"])
+    if settings.get("vectors"):
+        loaded = load_settings_vectors(settings)
+        vectors = VectorVocabulary(loaded.words, loaded.source)
+    return TokenFeatures(words, chars, bool(settings.get("casing_dim")), vectors)
+
+
+def load_settings_vectors(settings: dict):
+    """The configured pretrained vectors (read once per process), or None."""
+    if not settings.get("vectors"):
+        return None
+    return cached_vectors(str(settings["vectors"]), settings.get("max_vectors"))
+
+
+@lru_cache(maxsize=2)
+def cached_vectors(source: str, max_words: int | None):
+    return load_vectors(source, max_words)
+
+
+def feature_model_options(features: TokenFeatures, settings: dict) -> dict:
+    """build_tagger's keyword arguments for the token features."""
+    options = {"word_dropout": settings.get("word_dropout", 0.0), "casing_dim": settings.get("casing_dim", 0)}
+    if features.chars is not None:
+        options |= {"char_vocabulary_size": len(features.chars), "char_dim": settings["char_embedding_dim"],
+                    "char_filters": settings["char_filters"], "char_kernel": settings["char_kernel"]}
+    if features.vectors is not None:
+        options["vectors_shape"] = (len(features.vectors), load_settings_vectors(settings).dim)
+    return options
 
 
 def fit_with_early_stopping(new_model, train_features, val_features, tags: Sequence[str], settings: dict,
@@ -282,7 +354,7 @@ def save_run(model: keras.Model, tags: Sequence[str], embedder: dict, settings: 
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp + ".keras")
         shutil.move(tmp + ".keras", tmp)
-    mix = model.get_layer("scalar_mix").mixing_weights()
+    mix = model.get_layer("scalar_mix").mixing_weights() if has_layer(model, "scalar_mix") else NO_MIX
     files = {"tags.json": list(tags), "embedder.json": embedder, "settings.json": settings,
              "layer_weights.json": mix, "training_summary.json": summary}
     for name, content in files.items():
