@@ -106,9 +106,13 @@ def plot_per_type_f1(metrics: dict, path: Path) -> None:
 
 def plot_layer_weights(mix: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.bar(LAYER_NAMES, mix["layer_weights"], color="tab:purple")
-    axis.set_ylabel("softmax-normalised weight")
-    axis.set_title(f"Learned scalar mix (gamma = {mix['gamma']:.3f})")
+    if mix["layer_weights"]:
+        axis.bar(LAYER_NAMES, mix["layer_weights"], color="tab:purple")
+        axis.set_ylabel("softmax-normalised weight")
+        axis.set_title(f"Learned scalar mix (gamma = {mix['gamma']:.3f})")
+    else:  # a run trained with train.use_elmo false: there is no mix, and the report says so instead of failing
+        axis.text(0.5, 0.5, "trained without the ELMo layers (train.use_elmo: false)", ha="center", va="center")
+        axis.set_axis_off()
     save_figure(figure, path)
 
 

@@ -166,3 +166,10 @@ def test_the_no_bilm_baseline_trains_without_reading_the_layers(cached_shards, p
     assert json.loads((tmp_path / "run" / "layer_weights.json").read_text())["layer_weights"] == []
     metrics = evaluate(tmp_path / "run", cached_shards["test"], "bio_viterbi", tmp_path / "test")
     assert "micro" in metrics["averages"]
+
+
+def test_the_report_draws_a_note_instead_of_a_mix_for_a_run_without_elmo_layers(tmp_path):
+    from pipeline.report import plot_layer_weights
+
+    plot_layer_weights({"layer_weights": [], "gamma": None}, tmp_path / "layer_weights.png")
+    assert (tmp_path / "layer_weights.png").stat().st_size > 0
