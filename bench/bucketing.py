@@ -9,6 +9,7 @@ size drawn from the same cached sentences, fed three ways:
   notebook did (the truncation applies to this baseline only);
 * unbucketed, padded to each batch's longest (for reference): random batches without the sort.
 
+The bucketed and unbucketed batches are assembled by the training loop's own feed (pipeline.train.TaggingBatches).
 Tokens per second count real (unpadded) tokens only, so padding shows up as lost throughput. Inputs are tensors in
 memory (the cache read is measured by cached_vs_inloop.py); the modes are interleaved step by step. Target: >= 2x.
 
@@ -44,6 +45,18 @@ def truncated_inputs(cache, members: Sequence[int], length: int) -> dict:
         layers[row, : len(values)] = values
         lengths[row] = len(values)
     return {"layers": layers, "lengths": lengths}
+
+
+def notebook_batch(cache, gold: Sequence[np.ndarray], members: Sequence[int], length: int) -> tuple:
+    """(inputs, tag ids, padding weights) of the notebook's fixed shape: every sentence padded or truncated to
+    ``length`` tokens. Only this baseline truncates, so only it needs its own batch; the other modes get theirs from
+    the training loop's feed."""
+    inputs = truncated_inputs(cache, members, length)
+    kept = inputs["lengths"]
+    targets = np.zeros((len(members), length), dtype=np.int32)
+    for row, index in enumerate(members):
+        targets[row, : kept[row]] = gold[index][: kept[row]]
+    return inputs, targets, (np.arange(length)[None, :] < kept[:, None]).astype(np.float32)
 
 
 def mode_batches(lengths: np.ndarray, batch_size: int, steps: int, seed: int,
@@ -94,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     sizes.update({k: getattr(args, k) for k in ("steps", "repeats") if getattr(args, k) is not None})
     machine, started = c.start(NAME, args)
 
-    from pipeline.batching import padded_length
     from pipeline.cache import EmbeddingCache
 
     setup = c.training_setup()
@@ -111,15 +123,13 @@ def main(argv: list[str] | None = None) -> int:
             source = f"synthetic shard (random activations, width {width}) over {len(sentences)} sentences, {text}"
         c.say(f"reading {source} ...")
         cache = EmbeddingCache(shards, in_memory=True)
-        gold = c.gold_ids(cache.column("tags"), tags)
         plan = mode_batches(cache.lengths, settings["batch_size"], sizes["steps"], settings["seed"], epoch_shapes)
         prepared, lengths_of = {}, {}
         for mode, (batches, fixed) in plan.items():
-            shapes = [fixed or padded_length(int(cache.lengths[b].max()), shapes=epoch_shapes if mode == "bucketed"
-                                             else None) for b in batches]
-            prepared[mode] = [(truncated_inputs(cache, b, n), c.targets_and_weights(gold, b, n))
-                              for b, n in zip(batches, shapes)]
-            lengths_of[mode] = shapes
+            feed = c.training_batches(cache, tags, settings, batches, epoch_shapes if mode == "bucketed" else None)
+            prepared[mode] = [notebook_batch(cache, feed.gold, b, fixed) if fixed else feed[step]
+                              for step, b in enumerate(batches)]
+            lengths_of[mode] = [targets.shape[1] for _, targets, _ in prepared[mode]]
         steps = min(len(v) for v in prepared.values())
         tokens = {m: real_tokens(plan[m][0][:steps], cache.lengths, plan[m][1]) for m in plan}
         padded = {m: int(sum(len(b) * n for b, n in zip(plan[m][0][:steps], lengths_of[m]))) for m in plan}
@@ -127,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def step_fn(mode):
             def run(step):
-                inputs, (targets, weights) = prepared[mode][step]
+                inputs, targets, weights = prepared[mode][step]
                 model.train_on_batch(inputs, targets, sample_weight=weights)
             return run
 

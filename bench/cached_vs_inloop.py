@@ -64,7 +64,6 @@ class Case:
     batches: list[np.ndarray]
     lengths: np.ndarray
     words: Sequence[Sequence[str]]
-    gold: Sequence[np.ndarray]
     cache_memory: object
     cache_lazy: object
     embed: Callable[[list[list[str]], int], np.ndarray]
@@ -114,16 +113,19 @@ def summarise(totals: dict, steps: int, scale: float, epochs: int, memory_fits: 
 
 def run_case(case: Case, settings: dict, tags: Sequence[str], repeats: int, epoch: dict,
              in_loop_repeats: int | None = None) -> dict:
-    """Time the four modes of one case and return its summary."""
-    from pipeline.batching import padded_length
+    """Time the four modes of one case and return its summary.
 
+    The cached modes get each step's batch from the training loop's own feed (pipeline.train.TaggingBatches: cache
+    read, tag ids and padding weights), as model.fit does; tagger-alone gets the same batches prepared beforehand."""
     model = c.compiled_tagger(case.width, len(tags), settings, case.cache_memory.dtype)
-    shapes = [padded_length(int(case.lengths[b].max()), shapes=epoch["shapes"]) for b in case.batches]
-    prepared = [case.cache_memory.inputs(b, n) for b, n in zip(case.batches, shapes)]  # (c): tensors in memory
-    targets = [c.targets_and_weights(case.gold, b, n) for b, n in zip(case.batches, shapes)]
+    feeds = {name: c.training_batches(cache, tags, settings, case.batches, epoch["shapes"])
+             for name, cache in (("cached_memory", case.cache_memory), ("cached_lazy", case.cache_lazy))}
+    prepared = [feeds["cached_memory"][step] for step in range(len(case.batches))]  # (c): tensors in memory
+    shapes = [targets.shape[1] for _, targets, _ in prepared]
 
     def train(step: int, inputs: dict) -> None:
-        model.train_on_batch(inputs, targets[step][0], sample_weight=targets[step][1])
+        _, targets, weights = prepared[step]
+        model.train_on_batch(inputs, targets, sample_weight=weights)
 
     def in_loop(step: int):
         batch = case.batches[step]
@@ -133,14 +135,14 @@ def run_case(case: Case, settings: dict, tags: Sequence[str], repeats: int, epoc
         return watch.wall, watch.cpu
 
     modes = {
-        "tagger_alone": lambda s: train(s, prepared[s]),
-        "cached_memory": lambda s: train(s, case.cache_memory.inputs(case.batches[s], shapes[s])),
-        "cached_lazy": lambda s: train(s, case.cache_lazy.inputs(case.batches[s], shapes[s])),
+        "tagger_alone": lambda s: train(s, prepared[s][0]),
+        "cached_memory": lambda s: train(s, feeds["cached_memory"][s][0]),
+        "cached_lazy": lambda s: train(s, feeds["cached_lazy"][s][0]),
         "in_loop": in_loop,
     }
     c.say(f"{case.name}: warming up (tracing the train step for {len(set(shapes))} batch shapes) ...")
     for step in range(len(case.batches)):
-        train(step, prepared[step])
+        train(step, prepared[step][0])
     for step, batch in enumerate(case.batches):  # the embedder's first-call costs and traces, one per batch shape
         case.embed([list(case.words[i]) for i in batch], shapes[step])
     case.cache_lazy.inputs(case.batches[0], shapes[0])
@@ -148,10 +150,10 @@ def run_case(case: Case, settings: dict, tags: Sequence[str], repeats: int, epoc
     c.say(f"{case.name}: timing {len(case.batches)} steps x {repeats} repeats x {len(modes)} modes "
           f"(in-loop: {in_loop_repeats} repeats) ...")
     totals = c.interleaved_steps(modes, len(case.batches), repeats, ("in_loop",), in_loop_repeats)
-    c.say(f"{case.name}: timing the cache reads alone ...")
-    reads = {name: c.measure(lambda cache=cache: [cache.inputs(b, n) for b, n in zip(case.batches, shapes)],
-                             repeats=max(5, repeats), warmup=1)
-             for name, cache in (("cached_memory", case.cache_memory), ("cached_lazy", case.cache_lazy))}
+    c.say(f"{case.name}: timing the training feed's batches (cache reads) alone ...")
+    reads = {name: c.measure(lambda feed=feed: [feed[step] for step in range(len(feed))], repeats=max(5, repeats),
+                             warmup=1)
+             for name, feed in feeds.items()}
     timed_padded = c.padded_tokens(case.batches, case.lengths, epoch["shapes"])
     scale = epoch["padded_tokens"] / timed_padded
     cache_gib = epoch["tokens"] * 3 * case.width * 2 / GIB  # float16, unpadded: what training would hold in RAM
@@ -227,7 +229,7 @@ def default_case(tmp: Path, settings: dict, tags: Sequence[str], sizes: dict, da
     batches = c.representative_batches(memory.lengths, settings["batch_size"], sizes["steps"], settings["seed"],
                                        data["epoch"]["shapes"])
     return Case("default embedder", f"exported biLM via load_embedder + embed_batch ({hub_source})", width, batches,
-                memory.lengths, memory.column("words"), c.gold_ids(memory.column("tags"), tags), memory, lazy,
+                memory.lengths, memory.column("words"), memory, lazy,
                 lambda words, length: to_length(embed_batch(signature, words), length))
 
 
@@ -287,8 +289,7 @@ def elmo_case(tmp: Path, text: Sequence, settings: dict, tags: Sequence[str], st
     params = bilm.count_params()
     return Case("original-size ELMo", f"BiLM 2x4096 cells, projection 512, 2048-filter char CNN, 2 highway "
                 f"({params / 1e6:.1f} M parameters, random weights, compiled predict_on_batch)", width, remapped,
-                memory.lengths, [s.words for s in sentences], c.gold_ids([s.tags for s in sentences], tags),
-                memory, lazy, embed)
+                memory.lengths, [s.words for s in sentences], memory, lazy, embed)
 
 
 def main(argv: list[str] | None = None) -> int:

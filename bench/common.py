@@ -408,28 +408,21 @@ def read_sentences(split: str, limit: int | None = None, seed: int = 0) -> tuple
 
 def epoch_lengths() -> tuple[np.ndarray, str]:
     """Lengths of the full training split (38,846 sentences), real when cache/corpus exists, else synthetic."""
-    from pipeline.corpus import SENTENCE_ID_PREFIX
+    from pipeline.corpus import read_conll
 
     path = real_corpus("train")
     if path is not None:
-        lengths: list[int] = []
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith(SENTENCE_ID_PREFIX):
-                    lengths.append(0)
-                elif line.strip() and lengths:
-                    lengths[-1] += 1
-        return np.asarray(lengths, dtype=np.int64), f"real: {path.relative_to(REPO_ROOT)}"
+        lengths = np.asarray([len(s) for s in read_conll(path)], dtype=np.int64)
+        return lengths, f"real: {path.relative_to(REPO_ROOT)}"
     return synthetic_lengths(EPOCH_SENTENCES, seed=1), f"synthetic ({EPOCH_SENTENCES} corpus-like lengths)"
 
 
 def bilm_options_from_config() -> dict:
     """The default biLM's graph options (config/config.yaml) as pipeline.bilm.pretrain records them."""
-    from pipeline.bilm.pretrain import OPTION_KEYS
+    from pipeline.bilm.pretrain import model_options
     from pipeline.config import load_config
 
-    bilm = load_config()["bilm"]
-    return {k: bilm[k] for k in OPTION_KEYS} | {"dropout": 0.0}
+    return model_options(load_config()["bilm"]) | {"dropout": 0.0}
 
 
 def export_random_bilm(out_dir: Path, options: dict | None = None) -> Path:
@@ -437,21 +430,15 @@ def export_random_bilm(out_dir: Path, options: dict | None = None) -> Path:
 
     Speed does not depend on the weights, so this stands in for the trained export when cache/bilm/hub is absent.
     """
-    import tensorflow as tf
-
-    from pipeline.bilm.export import EXPORT_INFO_FILE, ElmoSignatureModule
+    from pipeline.bilm.export import save_signature_module
     from pipeline.bilm.model import BiLM
     from pipeline.bilm.vocab import batch_char_ids
 
     options = options or bilm_options_from_config()
     bilm = BiLM(options)
     bilm(batch_char_ids([["probe"]], options["max_chars_per_token"]))
-    module = ElmoSignatureModule(bilm, options["max_chars_per_token"])
-    out_dir = Path(out_dir)
-    tf.saved_model.save(module, str(out_dir),
-                        signatures={"tokens": module.tokens_signature, "default": module.default_signature})
-    (out_dir / EXPORT_INFO_FILE).write_text(json.dumps({"producer": "bench (random weights)", "options": options}))
-    return out_dir
+    save_signature_module(bilm, options, out_dir, "bench (random weights)")
+    return Path(out_dir)
 
 
 def embedder_handle(tmp_dir: Path) -> tuple[str, str]:
@@ -551,19 +538,16 @@ def epoch_padded_tokens(lengths: Sequence[int], batch_size: int, seed: int = 0,
     return len(batches), padded_tokens(batches, lengths, shapes)
 
 
-def targets_and_weights(gold: Sequence[np.ndarray], members: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tag ids [b, length] and padding weights [b, length], as pipeline.train.TaggingBatches builds them."""
-    targets = np.zeros((len(members), length), dtype=np.int32)
-    lengths = np.minimum([len(gold[i]) for i in members], length)
-    for row, i in enumerate(members):
-        targets[row, : lengths[row]] = gold[i][:length]
-    weights = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
-    return targets, weights
+def training_batches(cache, tags: Sequence[str], settings: dict, batches: Sequence[np.ndarray],
+                     shapes: Sequence[int] | None):
+    """The training loop's own feed (pipeline.train.TaggingBatches) over ``cache``, serving the given ``batches``
+    padded to ``shapes`` instead of drawing an epoch: ``feed[i]`` is the (inputs, tag ids, padding weights) that a
+    training step gets for ``batches[i]``, and ``feed.gold`` the sentences' tag ids."""
+    from pipeline.train import TaggingBatches
 
-
-def gold_ids(tag_lists: Sequence[Sequence[str]], tags: Sequence[str]) -> list[np.ndarray]:
-    index = {t: i for i, t in enumerate(tags)}
-    return [np.asarray([index.get(t, 0) for t in s], dtype=np.int32) for s in tag_lists]
+    feed = TaggingBatches(cache, tags, settings["batch_size"], settings["seed"], settings["bucket_by_length"])
+    feed.batches, feed.shapes = list(batches), tuple(shapes or ())
+    return feed
 
 
 def compiled_tagger(width: int, n_tags: int, settings: dict, layers_dtype: str = "float16"):

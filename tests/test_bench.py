@@ -69,7 +69,7 @@ def test_linear_fit_and_table():
     assert "name" in text and "1,000" in text
 
 
-def test_batches_targets_and_extrapolation_helpers():
+def test_batches_and_extrapolation_helpers():
     lengths = np.asarray(c.synthetic_lengths(300, seed=3))
     assert lengths.min() >= 1 and lengths.max() <= 104 and 15 < lengths.mean() < 30
     batches = c.representative_batches(lengths, 32, 4, seed=0)
@@ -77,9 +77,6 @@ def test_batches_targets_and_extrapolation_helpers():
     assert len({int(lengths[b].max()) for b in batches}) > 1  # spread over short and long batches
     steps, padded = c.epoch_padded_tokens(lengths, 32)
     assert steps == 10 and lengths.sum() <= padded < lengths.sum() * 1.5
-    gold = [np.arange(n) % 3 for n in (2, 5)]
-    targets, weights = c.targets_and_weights(gold, np.array([0, 1]), 4)
-    assert targets.tolist() == [[0, 1, 0, 0], [0, 1, 2, 0]] and weights.sum() == 6
 
 
 def test_cache_size_against_arithmetic(tiny_shard, tmp_path):
@@ -143,6 +140,10 @@ def test_bucketing_batches_inputs_and_summary(tiny_shard):
     inputs = bucketing.truncated_inputs(cache, [2, 0], 50)
     assert inputs["layers"].shape == (2, 50, 3, 4) and inputs["lengths"].tolist() == [50, 3]
     assert np.array_equal(inputs["layers"][0], cache.sentence(2)[:50].astype(np.float32))
+    gold = [np.arange(n) % 3 for n in cache.lengths]
+    _, targets, weights = bucketing.notebook_batch(cache, gold, [2, 0], 50)  # the notebook's truncation
+    assert targets.shape == weights.shape == (2, 50) and weights.sum() == 53
+    assert targets[0].tolist() == (np.arange(50) % 3).tolist() and targets[1, :4].tolist() == [0, 1, 2, 0]
     plan = bucketing.mode_batches(cache.lengths, batch_size=2, steps=2, seed=0)
     assert plan["padded_50"][1] == 50 and plan["bucketed"][1] is None and len(plan["bucketed"][0]) == 2
     assert bucketing.real_tokens(plan["padded_50"][0], cache.lengths, 50) <= cache.lengths.sum()

@@ -95,14 +95,21 @@ def export_bilm(bilm_dir: str | Path, out_dir: str | Path) -> None:
     from pipeline.bilm.pretrain import load_trained_lm
 
     lm, options, _ = load_trained_lm(bilm_dir)
-    module = ElmoSignatureModule(lm.bilm, options["max_chars_per_token"])
+    save_signature_module(lm.bilm, options, out_dir, "pipeline.bilm", source=str(bilm_dir))
+    log.info("exported ELMo-signature SavedModel to %s", out_dir)
+
+
+def save_signature_module(bilm: BiLM, options: dict, out_dir: str | Path, producer: str, **info) -> None:
+    """Write ``bilm`` (built with ``options``) to ``out_dir`` as the ELMo-signature SavedModel, with its
+    ``elmo_module.json`` (producer, options and ``info``), atomically. The benchmarks export a random-weight biLM
+    through here, so they time the very module the pipeline exports."""
+    module = ElmoSignatureModule(bilm, options["max_chars_per_token"])
     with atomic_path(out_dir, directory=True) as tmp:
         tf.saved_model.save(
             module, tmp, signatures={"tokens": module.tokens_signature, "default": module.default_signature}
         )
-        info = {"producer": "pipeline.bilm", "options": options, "source": str(bilm_dir)}
-        (Path(tmp) / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=1))
-    log.info("exported ELMo-signature SavedModel to %s", out_dir)
+        record = {"producer": producer, "options": options} | info
+        (Path(tmp) / EXPORT_INFO_FILE).write_text(json.dumps(record, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
