@@ -28,6 +28,7 @@ from pipeline.cache import EmbeddingCache, estimated_bytes
 from pipeline.config import settings_json
 from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
+from pipeline.progress import KerasProgress
 from pipeline.model import build_tagger, has_layer, set_pretrained_vectors
 from pipeline.tasks import TASKS, Task, get_task
 from pipeline.vectors import load_vectors
@@ -342,8 +343,8 @@ def fit_with_early_stopping(new_model, train_features, val_features, tags: Seque
     stopper = EntityF1EarlyStopping(val_batches, tags, task, settings["patience"], checkpoint, state)
     started = time.time()
     if state["epochs_done"] < settings["max_epochs"] and state["wait"] < settings["patience"]:
-        model.fit(batches, epochs=settings["max_epochs"], initial_epoch=state["epochs_done"], callbacks=[stopper],
-                  verbose=2)
+        model.fit(batches, epochs=settings["max_epochs"], initial_epoch=state["epochs_done"],
+                  callbacks=[stopper, KerasProgress("train")], verbose=0)
     model.load_weights(checkpoint / "best.weights.h5")
     return model, state, round(time.time() - started, 1)
 
