@@ -327,7 +327,12 @@ def _pending_from_texts(texts: Iterable[str]) -> Iterator[_Pending]:
 
 
 def model_uses_layers(model: Any) -> bool:
-    """Whether the model takes ELMo layers (imported here so that importing this module does not load Keras)."""
+    """Whether the model takes ELMo layers (imported here so that importing this module does not load Keras).
+
+    Anything with only ``predict_on_batch`` (no Keras layer list) is taken to follow the original contract, layers in.
+    """
+    if not hasattr(model, "layers"):
+        return True
     from pipeline.model import uses_layers
 
     return uses_layers(model)
