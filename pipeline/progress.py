@@ -86,7 +86,8 @@ class Progress:
         if is_terminal(stream) if terminal is None else terminal:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=stream, dynamic_ncols=True, leave=True)
+            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=stream, dynamic_ncols=True, leave=True,
+                            disable=False)  # explicit: TQDM_* environment defaults must not hide an asked-for bar
 
     # -- counting -------------------------------------------------------------------------------------------------
     def update(self, n: int = 1, **postfix: Any) -> None:
