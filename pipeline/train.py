@@ -15,7 +15,6 @@ import json
 import shutil
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -28,10 +27,10 @@ from pipeline.cache import EmbeddingCache, estimated_bytes
 from pipeline.config import settings_json
 from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
-from pipeline.progress import KerasProgress
 from pipeline.model import build_tagger, has_layer, set_pretrained_vectors
+from pipeline.progress import KerasProgress
 from pipeline.tasks import TASKS, Task, get_task
-from pipeline.vectors import load_vectors
+from pipeline.vectors import PretrainedVectors, load_vectors
 from pipeline.words import CharVocabulary, TaggerVocabulary, TokenFeatures, VectorVocabulary
 
 log = get_logger(__name__)
@@ -234,11 +233,11 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
     fingerprint = settings_fingerprint(settings, [train_cache, val_cache])
 
     train_cache = subsample(train_cache, settings, run_dir)
-    features = build_token_features(train_cache.column("words"), settings)
+    vectors = load_vectors(settings["vectors"], settings.get("max_vectors")) if settings.get("vectors") else None
+    features = build_token_features(train_cache.column("words"), settings, vectors)
     use_layers = settings.get("use_elmo", True)
     train_cache.use_features(features, use_layers)
     val_cache.use_features(features, use_layers)
-    vectors = load_settings_vectors(settings)
     if vectors is not None:
         log.info("pretrained vectors %s: %d x %d; %.1f%% of training and %.1f%% of validation tokens found",
                  vectors.source, len(vectors), vectors.dim, 100 * features.vectors.coverage(train_cache.column("words")),
@@ -248,7 +247,7 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
         model = build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
                              settings["recurrent_dropout"], len(features.words or []), settings["word_embedding_dim"],
                              train_cache.dtype, use_layers=use_layers, seed=settings["seed"],
-                             **feature_model_options(features, settings))
+                             **feature_model_options(features, settings, vectors))
         if vectors is not None:
             set_pretrained_vectors(model, vectors.matrix)
         return model
@@ -283,42 +282,29 @@ def draw_subsample(total: int, wanted: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=min(wanted, total), replace=False))
 
 
-def build_token_features(sentences: Sequence[Sequence[str]], settings: dict) -> TokenFeatures:
+def build_token_features(sentences: Sequence[Sequence[str]], settings: dict,
+                         vectors: PretrainedVectors | None = None) -> TokenFeatures:
     """The tagger's token features as the settings ask for them, built from the training sentences' words.
 
     Settings written before a feature existed lack its key and get it switched off, so old runs keep their meaning.
     """
-    words = chars = vectors = None
+    words = chars = None
     if settings.get("word_embedding_dim"):
         words = TaggerVocabulary.from_sentences(sentences, settings["min_word_count"])
     if settings.get("char_embedding_dim"):
         chars = CharVocabulary.from_sentences(sentences, settings["max_chars_per_token"])
-    if settings.get("vectors"):
-        loaded = load_settings_vectors(settings)
-        vectors = VectorVocabulary(loaded.words, loaded.source)
-    return TokenFeatures(words, chars, bool(settings.get("casing_dim")), vectors)
+    lookup = None if vectors is None else VectorVocabulary(vectors.words, vectors.source)
+    return TokenFeatures(words, chars, bool(settings.get("casing_dim")), lookup)
 
 
-def load_settings_vectors(settings: dict):
-    """The configured pretrained vectors (read once per process), or None."""
-    if not settings.get("vectors"):
-        return None
-    return cached_vectors(str(settings["vectors"]), settings.get("max_vectors"))
-
-
-@lru_cache(maxsize=2)
-def cached_vectors(source: str, max_words: int | None):
-    return load_vectors(source, max_words)
-
-
-def feature_model_options(features: TokenFeatures, settings: dict) -> dict:
+def feature_model_options(features: TokenFeatures, settings: dict, vectors: PretrainedVectors | None = None) -> dict:
     """build_tagger's keyword arguments for the token features."""
     options = {"word_dropout": settings.get("word_dropout", 0.0), "casing_dim": settings.get("casing_dim", 0)}
     if features.chars is not None:
         options |= {"char_vocabulary_size": len(features.chars), "char_dim": settings["char_embedding_dim"],
                     "char_filters": settings["char_filters"], "char_kernel": settings["char_kernel"]}
     if features.vectors is not None:
-        options["vectors_shape"] = (len(features.vectors), load_settings_vectors(settings).dim)
+        options["vectors_shape"] = (len(features.vectors), vectors.dim)
     return options
 
 
