@@ -32,9 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python bench/x.py` puts bench/ on the path, not the repository root
     sys.path.insert(0, str(REPO_ROOT))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("NER_LOG_LEVEL", "WARNING")  # the pipeline's per-shard INFO lines would drown the figures
-os.environ.setdefault("TQDM_DISABLE", "1")  # so would embed_shard's progress bar
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # must precede any TensorFlow import to take effect
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CACHE_DIR = REPO_ROOT / "cache"
@@ -277,8 +275,21 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def quiet_pipeline_output() -> None:
+    """Keep the pipeline's INFO lines (per shard, per epoch progress) out of a benchmark's printed figures.
+
+    Done when a benchmark starts, never at import: importing this module from the tests must not change the
+    environment that later tests (and the Snakemake runs they start) inherit.
+    """
+    import logging
+
+    os.environ["NER_LOG_LEVEL"] = "WARNING"  # for stages a benchmark runs as subprocesses
+    logging.getLogger("pipeline").setLevel(logging.WARNING)  # for pipeline modules already imported here
+
+
 def start(name: str, args: argparse.Namespace) -> tuple[dict, float]:
-    """Print the header of a benchmark run and return (machine info, start time)."""
+    """Print the header of a benchmark run (quieting the pipeline's own logs) and return (machine info, start time)."""
+    quiet_pipeline_output()
     SYNTHETIC_ONLY["on"] = bool(getattr(args, "synthetic", False))
     info = machine_info()
     print(f"== {name}{' (--quick)' if getattr(args, 'quick', False) else ''} on {describe_machine(info)}")

@@ -207,3 +207,23 @@ def test_ablation_tables_give_mean_spread_and_per_seed_values():
     table = ablation.summary_table(results)
     assert "| default | 0.8200 +- 0.0200 | 3 | 0.8000 / 0.8200 / 0.8400 | 3 / 3 / 3 | 1.0 |" in table
     assert "| default | 0.820 | 0.180 |" in ablation.per_type_table(results)
+
+
+def test_importing_the_benchmarks_leaves_the_log_settings_alone():
+    """Quieting the pipeline is what a benchmark run does, not what importing its helpers does (the tests import them
+    and then run Snakemake, whose stage logs must keep their INFO lines)."""
+    import importlib
+    import os
+
+    importlib.reload(c)
+    assert "NER_LOG_LEVEL" not in os.environ
+
+
+def test_a_started_benchmark_quiets_the_pipeline_logs(capsys):
+    import argparse
+    import logging
+    import os
+
+    c.start("demo", argparse.Namespace(quick=True))
+    assert os.environ["NER_LOG_LEVEL"] == "WARNING"
+    assert logging.getLogger("pipeline").getEffectiveLevel() == logging.WARNING
