@@ -2,7 +2,9 @@
 
 * ``ner tag``: tag new text with a trained run (raw or pre-tokenized; arguments, a file or stdin) and print a
   table, CoNLL columns or JSON lines;
-* ``ner check-corpus``: read and validate a corpus file and print what was found.
+* ``ner check-corpus``: read and validate a corpus file and print what was found;
+* ``ner serve``: load a trained run once and answer HTTP requests (``POST /tag``, ``GET /health``, a web page at
+  ``/``), see :mod:`pipeline.serve`.
 
 Every expected failure (no trained run, a missing file, input that is not text, a bad corpus) prints one
 ``error: ...`` line to stderr and exits with status 2, never a traceback. The heavy imports (TensorFlow, pandas)
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_tag_command(commands)
     add_check_corpus_command(commands)
+    add_serve_command(commands)
     return parser
 
 
@@ -153,6 +156,44 @@ def add_check_corpus_command(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--encoding", default=DEFAULT_CORPUS_ENCODING,
                        help="text encoding of the file (default: %(default)s, the Kaggle file's)")
     check.set_defaults(handler=run_check_corpus)
+
+
+def add_serve_command(commands: argparse._SubParsersAction) -> None:
+    """``ner serve``: options and help (defaults from :mod:`pipeline.serve`, read without importing a web stack)."""
+    from pipeline import serve as defaults
+
+    serve = commands.add_parser(
+        "serve", help="load a trained run once and serve it over HTTP (API and web page)",
+        description="Load a trained run once (model, tags and its own embedder, checked as `ner tag` does) and serve "
+                    "it: POST /tag with {\"texts\": [...]} or {\"tokens\": [[...]]} answers the records of `ner tag "
+                    "--format jsonl`, GET /health describes the run, GET /openapi.json the API, and GET / is a "
+                    "web page that highlights the entities of typed text. Concurrent requests are tagged together "
+                    "in length-bucketed batches. Listens on localhost only unless --host says otherwise.",
+    )
+    serve.add_argument("--run", default=DEFAULT_RUN_DIR, metavar="DIR",
+                       help="run directory written by training (default: %(default)s, as for `ner tag`)")
+    serve.add_argument("--host", default=defaults.DEFAULT_HOST,
+                       help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 exposes the "
+                            "server to the network, put a reverse proxy with TLS in front of it)")
+    serve.add_argument("--port", type=int, default=defaults.DEFAULT_PORT,
+                       help="port to listen on; 0 picks a free one (printed at start) (default: %(default)s)")
+    serve.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                       help="sentences per embedder and model call (default: %(default)s)")
+    serve.add_argument("--max-body-bytes", type=positive_int, default=defaults.DEFAULT_MAX_BODY_BYTES, metavar="N",
+                       help="larger request bodies are refused with 413 (default: %(default)s)")
+    serve.add_argument("--max-texts", type=positive_int, default=defaults.DEFAULT_MAX_TEXTS, metavar="N",
+                       help="texts (or token lists) per request; more are refused with 413 (default: %(default)s)")
+    serve.add_argument("--max-wait-ms", type=float, default=defaults.DEFAULT_MAX_WAIT_MS, metavar="MS",
+                       help="how long a request may wait for others to share its model call (default: %(default)s)")
+    serve.add_argument("--max-batch-inputs", type=positive_int, default=defaults.DEFAULT_MAX_BATCH_INPUTS,
+                       metavar="N", help="inputs gathered into one tagging call at most (default: %(default)s)")
+    serve.add_argument("--max-queued-inputs", type=positive_int, default=defaults.DEFAULT_MAX_QUEUED_INPUTS,
+                       metavar="N", help="beyond this many waiting inputs new requests get 503 (default: %(default)s)")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                       help="log one line per request (default: on)")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                       help="the server's log level (default: %(default)s)")
+    serve.set_defaults(handler=run_serve, decode=DEFAULT_DECODE)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -385,6 +426,13 @@ def output_renderer(args: argparse.Namespace, tagger) -> Callable[[TaggedSentenc
     """The renderer for ``--format``, coloured by entity type when stdout is a terminal."""
     colours = colour_table(tagger.entity_types) if use_colour(sys.stdout) else None
     return formatter(args.format, colours)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``ner serve``: load the run as ``ner tag`` does, then serve it until interrupted."""
+    from pipeline.serve import serve
+
+    return serve(args, lambda: load_tagger(args), native_logs_silenced)
 
 
 def run_check_corpus(args: argparse.Namespace) -> int:
