@@ -112,13 +112,63 @@ def save_signature_module(bilm: BiLM, options: dict, out_dir: str | Path, produc
         (Path(tmp) / EXPORT_INFO_FILE).write_text(json.dumps(record, indent=1))
 
 
+def export_elmo_files(options_path: str | Path, weights_path: str | Path, out_dir: str | Path) -> None:
+    """Load a bilm-tf ``options.json`` + ``weights.hdf5`` pair and write it as the ELMo-signature SavedModel, so the
+    embed stage, training and ``ner tag`` use the published ELMo exactly as they use our own biLM."""
+    from pipeline.bilm.elmo_files import load_elmo_files
+
+    model = load_elmo_files(options_path, weights_path)
+    save_signature_module(model, model.file_options.record(), out_dir, "pipeline.bilm.elmo_files",
+                          options_file=str(options_path), weights_file=str(weights_path))
+    log.info("exported %s + %s as an ELMo-signature SavedModel to %s", options_path, weights_path, out_dir)
+
+
+def export_bilm_as_elmo_files(bilm_dir: str | Path, out_dir: str | Path) -> None:
+    """Write the trained biLM of ``bilm_dir`` as bilm-tf's ``options.json`` + ``weights.hdf5`` into ``out_dir``."""
+    from pipeline.bilm.elmo_files import write_bilm_as_elmo_files
+    from pipeline.bilm.pretrain import load_trained_lm
+
+    lm, options, _ = load_trained_lm(bilm_dir)
+    write_bilm_as_elmo_files(lm.bilm, options, out_dir)
+    log.info("wrote the biLM of %s as bilm-tf options + weights files to %s", bilm_dir, out_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.bilm.export``: the Snakemake entry point."""
+    """``python -m pipeline.bilm.export``: the Snakemake entry point.
+
+    ``--bilm DIR --out DIR``: our trained biLM as the SavedModel; ``--bilm DIR --elmo-files DIR``: the same biLM as
+    bilm-tf's two files; ``--options FILE --weights FILE --out DIR``: a bilm-tf pair as the SavedModel.
+    """
+    from pipeline.bilm.elmo_files import ElmoFilesError
+
     parser = argparse.ArgumentParser(description="Export the trained biLM with the TF-Hub ELMo signature.")
-    parser.add_argument("--bilm", required=True, help="directory written by pipeline.bilm.pretrain")
-    parser.add_argument("--out", required=True, help="SavedModel directory to write")
+    parser.add_argument("--bilm", help="directory written by pipeline.bilm.pretrain")
+    parser.add_argument("--out", help="SavedModel directory to write")
+    parser.add_argument("--elmo-files", help="with --bilm: write it as bilm-tf options.json + weights.hdf5 here")
+    parser.add_argument("--options", help="bilm-tf options file (with --weights and --out)")
+    parser.add_argument("--weights", help="bilm-tf weight file (with --options and --out)")
     args = parser.parse_args(argv)
-    export_bilm(args.bilm, args.out)
+    if bool(args.options) != bool(args.weights):
+        parser.error("--options and --weights go together")
+    if args.options and (args.bilm or args.elmo_files):
+        parser.error("--options/--weights export a bilm-tf pair; --bilm/--elmo-files export our biLM: pick one")
+    if not args.options and not args.bilm:
+        parser.error("give --bilm (our trained biLM) or --options and --weights (a bilm-tf pair)")
+    if not args.out and not args.elmo_files:
+        parser.error("give --out (SavedModel directory) and/or --elmo-files (directory for the two files)")
+    if args.options and not args.out:
+        parser.error("--options and --weights need --out")
+    try:
+        if args.options:
+            export_elmo_files(args.options, args.weights, args.out)
+            return 0
+        if args.out:
+            export_bilm(args.bilm, args.out)
+        if args.elmo_files:
+            export_bilm_as_elmo_files(args.bilm, args.elmo_files)
+    except ElmoFilesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
