@@ -70,6 +70,8 @@ TEXT_CONTROL_CHARACTERS = frozenset("\t\n\r\f\v")
 DRAIN_FACTOR = 4
 TEXTS, TOKENS = "texts", "tokens"
 JSON_MEDIA_TYPE = "application/json"
+#: JSON exchanged over HTTP is UTF-8 (RFC 8259); a byte-order mark is tolerated.
+JSON_ENCODING = "utf-8-sig"
 STATUS_BAD_JSON, STATUS_TOO_LARGE, STATUS_INVALID, STATUS_BUSY, STATUS_INTERNAL = 400, 413, 422, 503, 500
 
 
@@ -218,10 +220,12 @@ def parsed_request(body: bytes) -> TagRequest:
     from pydantic import ValidationError
 
     try:
-        document = json.loads(body)
+        text = body.decode(JSON_ENCODING)
     except UnicodeDecodeError as exc:
-        raise RequestProblem(STATUS_BAD_JSON, f"the request body is not JSON text: undecodable bytes at offset "
-                                              f"{exc.start} ({exc.reason}); send UTF-8 JSON") from None
+        raise RequestProblem(STATUS_BAD_JSON, f"the request body is not JSON text: bytes that are not UTF-8 at offset "
+                                              f"{exc.start} ({exc.reason}); this looks like binary data") from None
+    try:
+        document = json.loads(text)
     except ValueError as exc:
         raise RequestProblem(STATUS_BAD_JSON, f"the request body is not valid JSON: {exc}") from None
     try:

@@ -17,8 +17,8 @@ each one changes every activation if it is missed:
   ``W_P_0`` (present only when ``projection_dim < dim``) clipped; ``RNN_0`` is the forward direction and ``RNN_1`` the
   backward one; the second layer adds its input (the skip connection) when ``use_skip_connections`` is true.
 
-The LSTM layers are :class:`pipeline.bilm.model.ProjectedLSTM` (same cell; the gate blocks are reordered and the forget
-bias folded into the bias on load). The character encoder is a layer of its own: its vocabulary (262 ids), its
+The LSTM layers are :class:`pipeline.bilm.model.ProjectedLSTM` (same cell, only initialised at zero since the file
+overwrites it; the gate blocks are reordered and the forget bias folded into the bias on load). The character encoder is a layer of its own: its vocabulary (262 ids), its
 optional projection, its tanh option and its highway gate convention all differ from :class:`CharCNNEncoder`.
 
 Unlike bilm-tf and AllenNLP, which carry the LSTM states from one batch into the next, every batch starts from zero
@@ -37,7 +37,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from pipeline.bilm.model import FORGET_GATE_BIAS, BiLM, ProjectedLSTM, reverse_within_length
+from pipeline.bilm.model import FORGET_GATE_BIAS, BiLM, ProjectedLSTM, ProjectedLSTMCell, reverse_within_length
 from pipeline.bilm.vocab import BEGIN_OF_WORD, BYTE_VALUES, CHAR_PADDING, CHAR_VOCAB_SIZE, END_OF_WORD, ID_SHIFT
 from pipeline.logs import atomic_path
 
@@ -243,9 +243,11 @@ class FileCharEncoder(keras.layers.Layer):
         self.convolutions = [keras.layers.Conv1D(count, width, name=f"cnn_{i}") for i, (width, count) in
                              enumerate(options.filters)]
         self.activation = keras.activations.get(options.activation)
-        self.highway_carry = [keras.layers.Dense(options.n_filters, activation="sigmoid", name=f"high_{i}_carry")
+        self.highway_carry = [keras.layers.Dense(options.n_filters, activation="sigmoid", kernel_initializer="zeros",
+                                                 name=f"high_{i}_carry")
                               for i in range(options.highway_layers)]
-        self.highway_transform = [keras.layers.Dense(options.n_filters, activation="relu", name=f"high_{i}_transform")
+        self.highway_transform = [keras.layers.Dense(options.n_filters, activation="relu", kernel_initializer="zeros",
+                                                     name=f"high_{i}_transform")
                                   for i in range(options.highway_layers)]
         self.projection = keras.layers.Dense(options.projection_dim, name="proj") if options.char_projection else None
         self.output_dim = options.projection_dim
@@ -263,6 +265,33 @@ class FileCharEncoder(keras.layers.Layer):
         return ops.reshape(tokens, (batch, time, self.output_dim))
 
 
+class FileLSTMCell(ProjectedLSTMCell):
+    """:class:`ProjectedLSTMCell` whose variables start at zero: every one is overwritten from the file at once, and
+    the cell's orthogonal initialisation (a QR decomposition of a 16384 x 512 matrix at the original size) would cost
+    most of the loading time for nothing."""
+
+    def build(self, input_shape):
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.projection_dim, GATES * self.cell_dim), initializer="zeros", name="recurrent_kernel"
+        )
+        self.projection_kernel = self.add_weight(
+            shape=(self.cell_dim, self.projection_dim), initializer="zeros", name="projection_kernel"
+        )
+
+
+class FileLSTM(ProjectedLSTM):
+    """:class:`ProjectedLSTM` (its ``call`` and layout) built around :class:`FileLSTMCell`, with zero-initialised
+    input gates. ``ProjectedLSTM.__init__`` is not run: it would also create a ProjectedLSTMCell, which would stay
+    tracked (unused) next to this one."""
+
+    def __init__(self, cell_dim: int, projection_dim: int, cell_clip: float, projection_clip: float, **kwargs):
+        keras.layers.Layer.__init__(self, **kwargs)
+        self.input_gates = keras.layers.Dense(GATES * cell_dim, kernel_initializer="zeros", name="input_gates")
+        cell = FileLSTMCell(cell_dim, projection_dim, cell_clip, projection_clip)
+        self.recurrence = keras.layers.RNN(cell, return_sequences=True)
+        self.supports_masking = True
+
+
 class ElmoFilesBiLM(keras.Model):
     """The biLM of a bilm-tf options file; the same inputs and outputs as :class:`pipeline.bilm.model.BiLM`.
 
@@ -277,17 +306,17 @@ class ElmoFilesBiLM(keras.Model):
         self.encoder = FileCharEncoder(options, name="char_encoder")
         projection_clip = options.projection_clip if options.lstm_projection else None
         lstm_args = (options.cell_dim, options.projection_dim, options.cell_clip or NO_CLIP, projection_clip or NO_CLIP)
-        self.forward_layers = [ProjectedLSTM(*lstm_args, name=f"forward_lstm_{k}") for k in (1, 2)]
-        self.backward_layers = [ProjectedLSTM(*lstm_args, name=f"backward_lstm_{k}") for k in (1, 2)]
+        self.forward_layers = [FileLSTM(*lstm_args, name=f"forward_lstm_{k}") for k in (1, 2)]
+        self.backward_layers = [FileLSTM(*lstm_args, name=f"backward_lstm_{k}") for k in (1, 2)]
         self.char_id_table = pipeline_to_file_char_ids()
         self.begin_ids = boundary_token_char_ids(FILE_BEGIN_OF_SENTENCE, options.max_chars_per_token)
         self.end_ids = boundary_token_char_ids(FILE_END_OF_SENTENCE, options.max_chars_per_token)
 
-    def direction_layers(self, direction: str) -> list[ProjectedLSTM]:
+    def direction_layers(self, direction: str) -> list[FileLSTM]:
         """The two LSTM layers of ``forward`` (the file's RNN_0) or ``backward`` (RNN_1)."""
         return self.forward_layers if direction == "forward" else self.backward_layers
 
-    def run_direction(self, layers: Sequence[ProjectedLSTM], inputs, mask) -> list:
+    def run_direction(self, layers: Sequence[FileLSTM], inputs, mask) -> list:
         """Two layers; the second adds its input when the options ask for skip connections."""
         first = layers[0](inputs, mask=mask)
         second = layers[1](first, mask=mask)

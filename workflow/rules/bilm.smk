@@ -37,3 +37,22 @@ rule export_bilm:
         "benchmarks/export_bilm.tsv"
     shell:
         "python -m pipeline.bilm.export --bilm {input} --out {output} > {log} 2>&1"
+
+
+rule export_elmo_files:
+    message:
+        "Exporting the bilm-tf ELMo files (embedder.options, embedder.weights) as a SavedModel with the TF-Hub ELMo signature"
+    input:
+        options=lambda wildcards: config["embedder"]["options"],
+        weights=lambda wildcards: config["embedder"]["weights"],
+    output:
+        directory(ELMO_FILES_HUB),
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    log:
+        "logs/export_elmo_files.log",
+    benchmark:
+        "benchmarks/export_elmo_files.tsv"
+    shell:
+        "python -m pipeline.bilm.export --options {input.options:q} --weights {input.weights:q} --out {output} > {log} 2>&1"

@@ -8,7 +8,7 @@ rule embed_shard:
     output:
         f"{CACHE}/embeddings/{{shard}}.h5",
     params:
-        settings=section_json("embedder"),
+        settings=embedder_settings_json(),
         handle=embedder_handle(),
     threads: 4  # capped by --cores; profiles/slurm sets its own
     resources:
