@@ -285,6 +285,16 @@ def test_an_options_file_that_is_not_json_says_where(tmp_path):
         read_options(path)
 
 
+def test_options_this_architecture_cannot_take_are_refused_with_every_reason(tmp_path):
+    from pipeline.bilm.elmo_files import ElmoFilesError, read_options
+
+    options = json.loads(json.dumps(SMALL_OPTIONS))
+    options["lstm"]["n_layers"], options["char_cnn"]["n_characters"] = 3, 300
+    (tmp_path / "options.json").write_text(json.dumps(options))
+    with pytest.raises(ElmoFilesError, match=r"n_layers is 3, the ELMo signature needs 2; char_cnn.n_characters is 300"):
+        read_options(tmp_path / "options.json")
+
+
 def test_a_missing_dataset_names_it_and_the_file(small_files, tmp_path):
     from pipeline.bilm.elmo_files import ElmoFilesError, load_elmo_files
 
@@ -300,27 +310,32 @@ def test_a_missing_dataset_names_it_and_the_file(small_files, tmp_path):
 
 
 def test_a_shape_that_disagrees_with_the_options_names_both_shapes(small_files, tmp_path):
+    from pipeline.bilm.elmo_files import ElmoFilesError, load_elmo_files
+
+    options_path, _, weights = small_files
+    name = "RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell/W_0"
+    with h5py.File(tmp_path / "weights.hdf5", "w") as handle:
+        for key, value in weights.items():
+            handle.create_dataset(key, data=value[:-1] if key == name else value)
+    with pytest.raises(ElmoFilesError, match=rf"'{name}' has shape \[11, 48\] but the options .*options\.json imply "
+                                             r"\[12, 48\]"):
+        load_elmo_files(options_path, tmp_path / "weights.hdf5")
+
+
+def test_the_export_command_refuses_bad_files_with_status_2(small_files, tmp_path, capsys):
+    """What the Snakemake rule shows: an ``error:`` line naming the dataset and both shapes, and no SavedModel."""
     from pipeline.bilm import export
 
     options_path, _, weights = small_files
     with h5py.File(tmp_path / "weights.hdf5", "w") as handle:
-        for name, value in weights.items():
-            handle.create_dataset(name, data=value[:, :-1] if name == "CNN/W_cnn_2" else value)
+        for key, value in weights.items():
+            handle.create_dataset(key, data=value[:, :-1] if key == "CNN/W_cnn_2" else value)
     code = export.main(["--options", str(options_path), "--weights", str(tmp_path / "weights.hdf5"),
                         "--out", str(tmp_path / "hub")])
     assert code == 2 and not (tmp_path / "hub").exists()
-
-
-def test_shape_error_message(small_files, tmp_path):
-    from pipeline.bilm.elmo_files import ElmoFilesError, load_elmo_files
-
-    options_path, _, weights = small_files
-    with h5py.File(tmp_path / "weights.hdf5", "w") as handle:
-        for name, value in weights.items():
-            handle.create_dataset(name, data=value[:-1] if name == "RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell/W_0" else value)
-    with pytest.raises(ElmoFilesError, match=r"'RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell/W_0' has shape \[11, 48\] but "
-                                             r"the options .*options\.json imply \[12, 48\]"):
-        load_elmo_files(options_path, tmp_path / "weights.hdf5")
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "'CNN/W_cnn_2' has shape [1, 2, 4, 6]" in error
+    assert "imply [1, 3, 4, 6]" in error
 
 
 def test_original_size_files_run_through_the_embed_stage(tmp_path):
@@ -350,3 +365,20 @@ def test_original_size_files_run_through_the_embed_stage(tmp_path):
     half = ORIGINAL_WIDTH // 2
     assert np.array_equal(layers[:, 0, :half], layers[:, 0, half:])  # word_emb repeated as ELMo does
     assert all(np.abs(layers[:, k]).max() > 0 for k in range(3))
+
+
+def test_the_benchmark_extrapolates_to_the_whole_corpus():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench import elmo_files as bench
+
+    result = bench.summarise(sentences=10, tokens=200, seconds=4.0, corpus_tokens=1_000, cpu_seconds=2.0, cores=2)
+    assert result["sentences_per_s"] == 2.5 and result["tokens_per_s"] == 50.0 and result["cores_busy"] == 0.5
+    assert result["corpus_hours_by_sentences"] == pytest.approx(bench.CORPUS_SENTENCES / 2.5 / 3600)
+    assert result["corpus_hours_by_tokens"] == pytest.approx(1_000 / 50.0 / 3600)
+    assert result["corpus_cpu_hours"] == pytest.approx(bench.CORPUS_SENTENCES * 0.2 / 3600)
+    assert result["corpus_hours_on_idle_cores"] == pytest.approx(result["corpus_cpu_hours"] / 2)
+    assert "corpus_hours_by_tokens" not in bench.summarise(10, 200, 4.0, None, 2.0, 2)
+    assert bench.ORIGINAL_OPTIONS == ORIGINAL_OPTIONS  # the benchmark times the model the test checks

@@ -304,8 +304,11 @@ class ElmoFilesBiLM(keras.Model):
         super().__init__(**kwargs)
         self.file_options = options
         self.encoder = FileCharEncoder(options, name="char_encoder")
-        projection_clip = options.projection_clip if options.lstm_projection else None
-        lstm_args = (options.cell_dim, options.projection_dim, options.cell_clip or NO_CLIP, projection_clip or NO_CLIP)
+        # TF's LSTMCell clips only when a clip is given (None: no clip), and the projection clip only with a projection.
+        cell_clip = NO_CLIP if options.cell_clip is None else options.cell_clip
+        projection_clip = NO_CLIP if options.projection_clip is None or not options.lstm_projection else \
+            options.projection_clip
+        lstm_args = (options.cell_dim, options.projection_dim, cell_clip, projection_clip)
         self.forward_layers = [FileLSTM(*lstm_args, name=f"forward_lstm_{k}") for k in (1, 2)]
         self.backward_layers = [FileLSTM(*lstm_args, name=f"backward_lstm_{k}") for k in (1, 2)]
         self.char_id_table = pipeline_to_file_char_ids()
