@@ -4,12 +4,17 @@ Written with Keras layers and ``keras.ops`` only, so the same model trains on Te
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import keras
 from keras import ops
 
+from pipeline.crf import CRF, bio_transition_masks
 from pipeline.words import CASING_CLASSES, FIRST_WORD_ID, PADDING_ID, UNKNOWN_ID
 
 ELMO_LAYERS = 3
+#: The tagger's output layers: a per-token softmax, or a linear-chain CRF trained on whole sentences.
+OUTPUTS = ("softmax", "crf")
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -53,8 +58,10 @@ class LengthMask(keras.layers.Layer):
         return ops.expand_dims(ops.arange(time, dtype="int32"), 0) < ops.expand_dims(ops.cast(lengths, "int32"), 1)
 
 
-def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0):
-    """Dropout, two biLSTM layers with a residual connection between them, per-token softmax over the tags."""
+def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0,
+                         activation: str | None = "softmax"):
+    """Dropout, two biLSTM layers with a residual connection between them, per-token softmax over the tags (or, with
+    ``activation=None``, the raw per-token tag scores a CRF layer takes)."""
     x = keras.layers.Dropout(dropout, name="features_dropout")(features)
     first = keras.layers.Bidirectional(
         keras.layers.LSTM(units, return_sequences=True, recurrent_dropout=recurrent_dropout), name="bilstm_1"
@@ -63,7 +70,7 @@ def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float
         keras.layers.LSTM(units, return_sequences=True, recurrent_dropout=recurrent_dropout), name="bilstm_2"
     )(keras.layers.Dropout(dropout, name="between_dropout")(first), mask=mask)
     residual = keras.layers.Add(name="residual")([first, second])
-    return keras.layers.Dense(n_tags, activation="softmax", name="tags")(residual)
+    return keras.layers.Dense(n_tags, activation=activation, name="tags")(residual)
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -129,7 +136,8 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
                  vocabulary_size: int = 0, word_dim: int = 0, layers_dtype: str = "float32", *,
                  use_layers: bool = True, word_dropout: float = 0.0, char_vocabulary_size: int = 0,
                  char_dim: int = 0, char_filters: int = 0, char_kernel: int = 3, casing_dim: int = 0,
-                 vectors_shape: tuple[int, int] | None = None, seed: int | None = None) -> keras.Model:
+                 vectors_shape: tuple[int, int] | None = None, seed: int | None = None,
+                 output: str = "softmax", tags: Sequence[str] | None = None) -> keras.Model:
     """Functional model from token features to tag probabilities [b, t, tags].
 
     Inputs: ``layers`` [b, t, 3, width] (the cached ELMo activations, mixed by ScalarMix; absent when
@@ -141,7 +149,14 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
 
     ``layers_dtype`` is the cache's storage dtype: batches arrive as stored (float16 by default) and the scalar mix
     casts them to float32 inside the compiled step, so the host neither converts nor copies twice the bytes.
+
+    ``output`` is ``softmax`` (per-token) or ``crf`` (a linear-chain CRF over ``tags``, whose BIO structure fixes the
+    forbidden transitions; see :mod:`pipeline.crf`). Either way the trained model predicts [b, t, tags] probabilities.
     """
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown tagger output {output!r} (one of {', '.join(OUTPUTS)})")
+    if output == "crf" and (tags is None or len(tags) != n_tags):
+        raise ValueError("a CRF output needs the tag names (their BIO structure decides the forbidden transitions)")
     lengths = keras.Input(shape=(), dtype="int32", name="lengths")
     inputs, parts = {"lengths": lengths}, []
     if use_layers:
@@ -168,7 +183,11 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
         raise ValueError("the tagger needs at least one token feature (ELMo layers, words, vectors or characters)")
     mask = LengthMask(name="mask")(lengths, parts[0])
     features = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="token_features")(parts)
-    probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout)
+    if output == "crf":
+        scores = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout, activation=None)
+        probabilities = CRF(*bio_transition_masks(tags), name="crf")(scores, lengths)
+    else:
+        probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout)
     return keras.Model(inputs, probabilities, name="residual_bilstm_tagger")
 
 

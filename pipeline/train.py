@@ -25,6 +25,7 @@ from pipeline.batching import (length_buckets, padded_length, padding_minimal_le
                                shuffled_batches)
 from pipeline.cache import EmbeddingCache, estimated_bytes
 from pipeline.config import settings_json
+from pipeline.crf import PADDING_LABEL, CRFLoss
 from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
 from pipeline.model import build_tagger, has_layer, set_pretrained_vectors
@@ -53,8 +54,9 @@ class TaggingBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, cache: EmbeddingCache, tags: Sequence[str], batch_size: int, seed: int, bucket: bool = True,
-                 column: str = "tags", max_shapes: int | None = None):
+                 column: str = "tags", max_shapes: int | None = None, padding_label: int = 0):
         super().__init__()
+        self.padding_label = padding_label  # a CRF's loss reads the sentence lengths from it (see pipeline.crf)
         self.cache = cache
         self.column = column
         self.tag_index = {t: i for i, t in enumerate(tags)}
@@ -76,7 +78,7 @@ class TaggingBatches(keras.utils.PyDataset):
         members = self.batches[index]
         lengths = self.cache.lengths[members]
         length = padded_length(int(lengths.max()), shapes=self.shapes)
-        targets = np.zeros((len(members), length), dtype=np.int32)
+        targets = np.full((len(members), length), self.padding_label, dtype=np.int32)
         for row, i in enumerate(members):
             targets[row, : lengths[row]] = self.gold[i]
         weights = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
@@ -247,6 +249,7 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
         model = build_tagger(train_cache.width, len(tags), settings["units"], settings["dropout"],
                              settings["recurrent_dropout"], len(features.words or []), settings["word_embedding_dim"],
                              train_cache.dtype, use_layers=use_layers, seed=settings["seed"],
+                             output=settings.get("output", "softmax"), tags=tags,
                              **feature_model_options(features, settings, vectors))
         if vectors is not None:
             set_pretrained_vectors(model, vectors.matrix)
@@ -312,18 +315,20 @@ def fit_with_early_stopping(new_model, train_features, val_features, tags: Seque
                             checkpoint: Path, fingerprint: str, task: Task = TASKS["ner"]):
     """Fit (or resume) a tagger with early stopping on the task's validation score; return (model, state, seconds)."""
     state = resume_state(checkpoint, fingerprint)
+    padding = PADDING_LABEL if settings.get("output") == "crf" else 0
     batches = TaggingBatches(train_features, tags, settings["batch_size"], settings["seed"],
-                             settings["bucket_by_length"], task.column, settings["max_batch_shapes"])
+                             settings["bucket_by_length"], task.column, settings["max_batch_shapes"], padding)
     val_batches = TaggingBatches(val_features, tags, PREDICT_BATCH, settings["seed"], column=task.column)
     if state:
         model = keras.models.load_model(checkpoint / MODEL_FILE)
+        if has_layer(model, "crf"):
+            model.loss.crf = model.get_layer("crf")  # a loss's config cannot hold the layer it scores with
         log.info("resuming after epoch %d (best validation entity F1 %.4f)", state["epochs_done"], state["best_f1"])
         for _ in range(state["epochs_done"]):
             batches.on_epoch_end()  # replay the batch order of the epochs already done
     else:
         model = new_model()
-        model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
-                      loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+        compile_tagger(model, settings["learning_rate"])
         state = {"best_f1": -1.0, "best_epoch": -1, "wait": 0, "rows": [], "epochs_done": 0}
     state["fingerprint"] = fingerprint
     stopper = EntityF1EarlyStopping(val_batches, tags, task, settings["patience"], checkpoint, state)
@@ -333,6 +338,13 @@ def fit_with_early_stopping(new_model, train_features, val_features, tags: Seque
                   callbacks=[stopper, KerasProgress("train")], verbose=0)
     model.load_weights(checkpoint / "best.weights.h5")
     return model, state, round(time.time() - started, 1)
+
+
+def compile_tagger(model: keras.Model, learning_rate: float) -> None:
+    """Adam with the loss the output layer needs: the CRF's sequence likelihood, or the softmax's cross-entropy
+    (both averaged over real tokens: padding carries zero weight)."""
+    loss = CRFLoss(model.get_layer("crf")) if has_layer(model, "crf") else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, weighted_metrics=["accuracy"])
 
 
 def save_run(model: keras.Model, tags: Sequence[str], embedder: dict, settings: dict, rows: list[dict],

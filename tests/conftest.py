@@ -47,7 +47,7 @@ TINY_TRAIN = {
     "patience": 1, "seed": 3, "cache_in_memory_gb": 1.0, "bucket_by_length": True, "word_embedding_dim": 4,
     "min_word_count": 1, "max_batch_shapes": 3, "use_elmo": True, "word_dropout": 0.1, "char_embedding_dim": 4,
     "char_filters": 4, "char_kernel": 3, "max_chars_per_token": 8, "casing_dim": 2, "vectors": None,
-    "max_vectors": None, "max_train_sentences": None, "subsample_seed": 0,
+    "max_vectors": None, "max_train_sentences": None, "subsample_seed": 0, "output": "softmax",
 }
 
 

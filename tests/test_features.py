@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.model import has_layer
 from pipeline.vectors import VectorsError, load_vectors
 from pipeline.words import (CASING_CLASSES, CharVocabulary, TaggerVocabulary, TokenFeatures, VectorVocabulary,
                             casing_class)
@@ -125,13 +126,14 @@ def test_the_character_cnn_ignores_padding_characters():
 
 @pytest.fixture(scope="module")
 def featured_run(tmp_path_factory, cached_shards, prepared_corpus):
-    """A run with characters, casing, word dropout and (tiny) pretrained vectors, trained on a subsample."""
+    """A run with characters, casing, word dropout, (tiny) pretrained vectors and a CRF output, on a subsample."""
     from pipeline.train import train
 
     _, meta = prepared_corpus
     root = tmp_path_factory.mktemp("featured")
     glove = write_glove(root / "glove.txt", ["the", "said", "in"] + [w.lower() for w in PEOPLE + PLACES])
-    settings = TINY_TRAIN | {"vectors": str(glove), "max_train_sentences": 20, "max_epochs": 1}
+    settings = TINY_TRAIN | {"vectors": str(glove), "max_train_sentences": 20, "max_epochs": 1,
+                             "output": "crf"}
     summary = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "ner", root / "run")
     return root / "run", summary
 
@@ -154,6 +156,7 @@ def test_a_run_with_every_feature_evaluates_and_tags(featured_run, cached_shards
     assert 0.0 <= metrics["averages"]["micro"]["f1-score"] <= 1.0
     tagged = load(run_dir).tag_tokens([["Mr.", "Obama", "said", "in", "Paris", "."]])
     assert len(tagged[0].tags) == 6
+    assert has_layer(load(run_dir).model, "crf")
 
 
 def test_the_no_bilm_baseline_trains_without_reading_the_layers(cached_shards, prepared_corpus, tmp_path):

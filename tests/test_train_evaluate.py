@@ -46,9 +46,11 @@ def test_evaluation_writes_seqeval_metrics_report_and_predictions(run_dir, cache
     assert sum(1 for _ in rows) == metrics["tokens"] and all(len(r) == 3 for r in rows)
 
 
-def test_interrupted_training_resumes_from_the_last_complete_epoch(tmp_path, cached_shards, prepared_corpus):
+@pytest.mark.parametrize("output", ["softmax", "crf"])
+def test_interrupted_training_resumes_from_the_last_complete_epoch(tmp_path, cached_shards, prepared_corpus, output):
+    """Resuming restores the model, its optimizer and (for a CRF, whose loss needs its layer) the loss."""
     _, meta = prepared_corpus
-    settings = TINY_TRAIN | {"max_epochs": 3, "patience": 5}
+    settings = TINY_TRAIN | {"max_epochs": 3, "patience": 5, "output": output}
     whole = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "ner", tmp_path / "a")
     first = train(cached_shards["train"], cached_shards["val"], meta["tags"], settings | {"max_epochs": 1},
                   "ner", tmp_path / "b")
