@@ -26,13 +26,6 @@ NAME = "elmo_files"
 CORPUS_SENTENCES = 47_959
 QUICK = {"sentences": 48}
 FULL = {"sentences": 384}
-#: bilm-tf's elmo_2x4096_512_2048cnn_2xhighway_options.json, as published.
-ORIGINAL_OPTIONS = {
-    "lstm": {"use_skip_connections": True, "projection_dim": 512, "cell_clip": 3, "proj_clip": 3, "dim": 4096,
-             "n_layers": 2},
-    "char_cnn": {"activation": "relu", "filters": [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]],
-                 "n_highway": 2, "embedding": {"dim": 16}, "n_characters": 262, "max_characters_per_token": 50},
-}
 RANDOM_WEIGHT_SCALE = 0.02
 
 
@@ -43,13 +36,13 @@ def write_random_files(directory: Path, seed: int = 0) -> tuple[Path, Path, int]
     import h5py
     import numpy as np
 
-    from pipeline.bilm.elmo_files import ElmoFileOptions, expected_shapes
+    from pipeline.bilm.elmo_files import ORIGINAL_ELMO_OPTIONS, ElmoFileOptions, expected_shapes
 
     directory.mkdir(parents=True, exist_ok=True)
-    options = ElmoFileOptions.from_json(ORIGINAL_OPTIONS, "bench")
+    options = ElmoFileOptions.from_json(ORIGINAL_ELMO_OPTIONS, "bench")
     rng = np.random.default_rng(seed)
     parameters = 0
-    (directory / "options.json").write_text(json.dumps(ORIGINAL_OPTIONS))
+    (directory / "options.json").write_text(json.dumps(ORIGINAL_ELMO_OPTIONS))
     with h5py.File(directory / "weights.hdf5", "w") as handle:
         for name, shape in expected_shapes(options).items():
             values = rng.standard_normal(shape, dtype=np.float32) * np.float32(RANDOM_WEIGHT_SCALE)

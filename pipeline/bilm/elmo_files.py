@@ -66,6 +66,15 @@ SWAP_NEW_INPUT_AND_FORGET = (0, 2, 1, 3)
 FORGET_BLOCK = 1  # position of the forget gate in ProjectedLSTMCell's order
 NO_CLIP = math.inf
 
+#: bilm-tf's published elmo_2x4096_512_2048cnn_2xhighway_options.json (93.6 M parameters, 1024-wide layers): the size
+#: the benchmark and the original-size test build with random weights.
+ORIGINAL_ELMO_OPTIONS = {
+    "lstm": {"use_skip_connections": True, "projection_dim": 512, "cell_clip": 3, "proj_clip": 3, "dim": 4096,
+             "n_layers": 2},
+    "char_cnn": {"activation": "relu", "filters": [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]],
+                 "n_highway": 2, "embedding": {"dim": 16}, "n_characters": 262, "max_characters_per_token": 50},
+}
+
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.hdf5"
 #: Our addition to the options (other tools ignore unknown keys): false for a biLM trained without <S> and </S>.
