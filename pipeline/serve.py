@@ -66,8 +66,9 @@ PAGE_RESOURCE = "serve_page.html"
 #: surrogates, which are what bytes of a binary file look like once decoded or escaped into JSON.
 BINARY_CATEGORIES = frozenset({"Cc", "Cs"})
 TEXT_CONTROL_CHARACTERS = frozenset("\t\n\r\f\v")
-#: A streamed (chunked) body over the limit is read and dropped up to this many times the limit before the 413.
+#: A body over the limit is read and dropped up to this many times the limit before the 413 is sent.
 DRAIN_FACTOR = 4
+EXPECT_CONTINUE = b"100-continue"
 TEXTS, TOKENS = "texts", "tokens"
 JSON_MEDIA_TYPE = "application/json"
 #: JSON exchanged over HTTP is UTF-8 (RFC 8259); a byte-order mark is tolerated.
@@ -434,8 +435,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            # A client that asked to hear first (Expect: 100-continue, as curl does) or whose body is absurdly large
+            # is answered at once; any other has its body drained first, since most clients (Python's http.client,
+            # requests) send the whole body before they read an answer and would see only a broken connection.
+            waits = headers.get(b"expect", b"").lower() == EXPECT_CONTINUE
+            if not waits and int(declared) <= DRAIN_FACTOR * self.max_bytes:
+                await self._drain(receive, {"more_body": True})
             await self._refuse(send, int(declared), streamed=False)
             return
         chunks, size = [], 0
@@ -464,7 +472,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _drain(self, receive: Callable, message: dict) -> None:
-        """Read and drop the rest of a streamed body, at most DRAIN_FACTOR times the limit.
+        """Read and drop the rest of a body, at most DRAIN_FACTOR times the limit.
 
         Why: a client that is still sending when the connection closes gets a reset and may never read the 413
         that explains it; past the bound the client is simply cut off.

@@ -1,9 +1,9 @@
 """`ner serve`: the real server in a subprocess on a free port, spoken to over HTTP, and its page driven in a real
 headless Chromium.
 
-One server per module (the tiny trained run of test_tagger, small limits so that the limit checks are cheap); the
-batcher's gathering and failure isolation are also checked in-process with plain functions, where a failure can be
-provoked on purpose. The browser test installs Debian's chromium with apt-get when it is missing, as
+One server per module (a tiny run trained on the session's tiny corpus, small limits so that the limit checks are
+cheap); the batcher's gathering and failure isolation are also checked in-process with plain functions, where a
+failure can be provoked on purpose. The browser test installs Debian's chromium with apt-get when it is missing, as
 tests/test_slurm_cluster.py installs Slurm: it skips where that cannot work outside CI and fails in CI.
 """
 from __future__ import annotations
@@ -25,12 +25,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.serve import Batcher, RequestProblem, binary_reason, error_location
-
-from test_tagger import trained_run
-
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))  # for bench/, as tests/test_bench.py does
+
+from bench import serve as bench_serve  # noqa: E402
+from pipeline.cli import main  # noqa: E402
+from pipeline.serve import Batcher, RequestProblem, binary_reason, error_location  # noqa: E402
+
+from conftest import TINY_TRAIN  # noqa: E402
+
 # Limits of the test server: small enough that refusing costs little, large enough for the 50,000-token text.
 MAX_BODY_BYTES = 600_000
 MAX_TEXTS = 8
@@ -40,6 +43,10 @@ START_TIMEOUT_S = 180
 REQUEST_TIMEOUT_S = 300
 LONG_TEXT_TOKENS = 50_000
 CONCURRENT_CLIENTS = 12
+#: Enough training for the tiny corpus's patterns (persons, places, organisations, days) to come out as entities.
+ENTITY_TRAINING = {"learning_rate": 0.05, "max_epochs": 4, "patience": 4}
+#: How fast /health must answer while the model is busy with a long text: it runs on the event loop, the model not.
+BUSY_HEALTH_S = 5.0
 SERVING_LINE = re.compile(r"serving .* on (http://\S+?)/ ")
 TEXTS = [
     "Mr. Smith said the talks were held in London on Monday. Reuters reported that officials met Mr. Obama "
@@ -59,7 +66,14 @@ TYPED_SENTENCE = "Officials met Mr. Merkel in Kenya on Friday. Congress said tal
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
-    return trained_run(tmp_path_factory, cached_shards, prepared_corpus)
+    """The tiny run, trained a few epochs more than test_tagger's (whose model tags everything O), so that the
+    answers compared here and the page's highlights have entities in them."""
+    from pipeline.train import train
+
+    _, meta = prepared_corpus
+    run = tmp_path_factory.mktemp("serve-run")
+    train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN | ENTITY_TRAINING, "ner", run)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +153,7 @@ def test_tagged_texts_equal_ner_tag_jsonl_and_offsets_index_the_input(server, ru
     assert status == 200, body
     assert len(body["results"]) == len(TEXTS) and body["decode"] == "bio_viterbi"
     assert without_offsets(body["results"]) == ner_tag_jsonl(capsys, run_dir, *TEXTS)
+    assert sum(len(s["entities"]) for result in body["results"] for s in result["sentences"]) >= len(TEXTS)
     assert len(body["results"][0]["sentences"]) == 2  # two sentences of the first text, in order
     for text, result in zip(TEXTS, body["results"]):
         for sentence in result["sentences"]:
@@ -182,9 +197,17 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_results(server)
     assert after["largest_call_requests"] > 1
 
 
-def test_a_long_text_without_punctuation_is_tagged_whole(server):
+def test_a_long_text_without_punctuation_is_tagged_whole_while_the_server_keeps_answering(server):
     words = [f"w{i % 50}" if i % 7 else "Paris" for i in range(LONG_TEXT_TOKENS)]
-    status, body = post_tag(server, {"texts": [" ".join(words)]})
+    answer: list[tuple[int, Any]] = []
+    long_request = threading.Thread(target=lambda: answer.append(post_tag(server, {"texts": [" ".join(words)]})))
+    long_request.start()
+    time.sleep(1.0)  # let the long text reach the model
+    began = time.monotonic()
+    assert request(server, "GET", "/health")[0] == 200
+    assert time.monotonic() - began < BUSY_HEALTH_S and long_request.is_alive()
+    long_request.join(REQUEST_TIMEOUT_S)
+    [(status, body)] = answer
     assert status == 200, body
     [sentence] = body["results"][0]["sentences"]
     assert sentence["tokens"] == words and len(sentence["tags"]) == LONG_TEXT_TOKENS
@@ -470,11 +493,11 @@ def test_the_page_highlights_the_entities_of_typed_text_in_a_real_browser(server
     browser = DevTools(chromium, tmp_path / "profile")
     try:
         browser.open(server + "/")
-        browser.wait_for("document.body.dataset.runs === '1'")  # the example text, tagged on load
+        browser.wait_for("document.body?.dataset.runs === '1'")  # the example text, tagged on load
         browser.evaluate("const box = document.getElementById('text'); box.focus(); box.select(); true")
         browser.send("Input.insertText", {"text": TYPED_SENTENCE})  # typed, replacing the selected example
         browser.click("#tag")
-        browser.wait_for("document.body.dataset.runs === '2'")
+        browser.wait_for("document.body?.dataset.runs === '2'")
         marks = json.loads(browser.evaluate(MARKS))
         legend = json.loads(browser.evaluate(LEGEND))
         shown = browser.evaluate(SHOWN_TEXT)
@@ -491,3 +514,19 @@ def test_the_page_highlights_the_entities_of_typed_text_in_a_real_browser(server
     requested = [event["params"]["request"]["url"] for event in browser.events
                  if event.get("method") == "Network.requestWillBeSent"]
     assert requested and all(url.startswith(server) for url in requested), requested  # nothing from elsewhere
+
+
+# --- bench/serve.py's pure parts --------------------------------------------------------------------------------------
+
+
+def test_bench_latency_summary_and_dealing_of_texts():
+    summary = bench_serve.latency_summary([0.010] * 98 + [0.020, 1.0])
+    assert summary["p50_ms"] == pytest.approx(10) and 20 < summary["p99_ms"] < 1000 and summary["count"] == 100
+    with pytest.raises(ValueError):
+        bench_serve.latency_summary([])
+    dealt = bench_serve.client_texts(["a", "b", "c", "d", "e"], clients=2, per_client=3)
+    assert dealt == [["a", "c", "e"], ["b", "d", "a"]]  # different sentences at once, round-robin
+    assert bench_serve.requests_per_client({"requests_per_client": 10, "min_requests": 100}, 1) == 100
+    assert bench_serve.requests_per_client({"requests_per_client": 10, "min_requests": 100}, 32) == 10
+    assert bench_serve.serving_address("x\nserving r on http://127.0.0.1:4242/ (POST /tag") == ("127.0.0.1", 4242)
+    assert bench_serve.serving_address("INFO: starting") is None
