@@ -564,14 +564,12 @@ def training_batches(cache, tags: Sequence[str], settings: dict, batches: Sequen
 def compiled_tagger(width: int, n_tags: int, settings: dict, layers_dtype: str = "float16"):
     """The pipeline's tagger (pipeline.model.build_tagger) compiled exactly as pipeline.train compiles it, taking
     layers in the cache's storage dtype (float16 by default) as training does."""
-    import keras
-
     from pipeline.model import build_tagger
+    from pipeline.train import compile_tagger
 
     model = build_tagger(width, n_tags, settings["units"], settings["dropout"], settings["recurrent_dropout"],
                          layers_dtype=layers_dtype)
-    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    compile_tagger(model, settings["learning_rate"])
     return model
 
 

@@ -343,8 +343,11 @@ def fit_with_early_stopping(new_model, train_features, val_features, tags: Seque
 def compile_tagger(model: keras.Model, learning_rate: float) -> None:
     """Adam with the loss the output layer needs: the CRF's sequence likelihood, or the softmax's cross-entropy
     (both averaged over real tokens: padding carries zero weight)."""
-    loss = CRFLoss(model.get_layer("crf")) if has_layer(model, "crf") else "sparse_categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, weighted_metrics=["accuracy"])
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if has_layer(model, "crf"):  # no token accuracy: in training a CRF outputs scores, whose argmax is not its answer
+        model.compile(optimizer=optimizer, loss=CRFLoss(model.get_layer("crf")))
+    else:
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
 
 
 def save_run(model: keras.Model, tags: Sequence[str], embedder: dict, settings: dict, rows: list[dict],
