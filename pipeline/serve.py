@@ -15,9 +15,10 @@ answers, through FastAPI on uvicorn:
 **Batching across requests.** Requests do not call the model themselves: they queue a :class:`Job` with the
 :class:`Batcher`, whose one worker thread takes every job waiting (up to ``max_batch_inputs`` inputs) and tags them in
 one :meth:`Tagger.tag` call, which cuts them into length-bucketed model batches. The worker waits for company at most
-``max_wait_s`` after the *oldest* waiting job arrived, so an idle server adds at most that to a lone request's latency
-and a busy one adds nothing (jobs that queued during the previous model call have already waited long enough).
-The model runs in that thread, never on the event loop, so the server keeps accepting and answering (``/health``,
+``max_wait_s`` after the oldest waiting job arrived or the last model call ended, whichever is later, and only until it
+holds as many requests as were outstanding when the last call ended: a lone client is not kept waiting, and a busy
+server gathers both the requests that queued during the last call and the next requests of the clients it just
+answered. The model runs in that thread, never on the event loop, so the server keeps accepting and answering (``/health``,
 errors) while it tags.
 
 **Bad requests** get a JSON body ``{"error": message, "status": code}``: 400 for a body that is not JSON, 413 for a
@@ -52,9 +53,11 @@ DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 #: Inputs (texts or token lists) per request; a client with more sends several requests or uses ``ner tag --file``.
 DEFAULT_MAX_TEXTS = 512
-#: How long the batcher waits for more requests after the oldest waiting one arrived. A single-sentence model call
-#: costs about 20 ms on 2 cores, so 5 ms adds little to a lone request and lets concurrent ones meet.
-DEFAULT_MAX_WAIT_MS = 5.0
+#: How long the batcher may wait for more requests after the oldest waiting one arrived (or the last model call
+#: ended). Long enough for answered clients to send their next request on a busy 2-core machine (20 ms was not:
+#: 32 clients then met in calls of 18.5 requests on average); the wait ends as soon as the expected requests are in,
+#: so a lone client never pays it and steady clients pay only their own round trip.
+DEFAULT_MAX_WAIT_MS = 50.0
 #: Inputs tagged together in one gathered call at most (the tagger cuts them into length-bucketed model batches).
 DEFAULT_MAX_BATCH_INPUTS = 256
 #: Inputs waiting in the queue beyond which new requests get 503 instead of an ever longer wait.
@@ -268,10 +271,14 @@ class BatchStats:
     calls: int = 0
     largest_call_requests: int = 0
     failed_requests: int = 0
+    #: Wall seconds the worker spent tagging: next to the elapsed time it says whether the model or the HTTP side
+    #: limits the throughput.
+    model_seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "inputs": self.inputs, "calls": self.calls,
-                "largest_call_requests": self.largest_call_requests, "failed_requests": self.failed_requests}
+                "largest_call_requests": self.largest_call_requests, "failed_requests": self.failed_requests,
+                "model_seconds": round(self.model_seconds, 3)}
 
 
 class Batcher:
@@ -289,6 +296,10 @@ class Batcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._queued_inputs = 0
+        self._last_call_end = 0.0
+        # Requests outstanding when the last call ended (its own and those queued meanwhile): how many the next
+        # gathering waits for.
+        self._expected_requests = 1
         # One thread: TensorFlow already spreads one model call over every core, and a single caller keeps
         # the model's calls in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ner-model")
@@ -331,7 +342,11 @@ class Batcher:
             self.stats.requests += len(jobs)
             self.stats.inputs += sum(len(job.inputs) for job in jobs)
             self.stats.largest_call_requests = max(self.stats.largest_call_requests, len(jobs))
+            began = time.perf_counter()
             outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, self._tag_jobs, jobs)
+            self.stats.model_seconds += time.perf_counter() - began
+            self._last_call_end = time.monotonic()
+            self._expected_requests = len(jobs) + self._queue.qsize()
             for job, outcome in zip(jobs, outcomes):
                 if job.future.done():
                     continue
@@ -342,14 +357,22 @@ class Batcher:
                     job.future.set_result(outcome)
 
     async def _gather(self) -> list[Job]:
-        """The oldest waiting job plus every job that arrives until ``max_wait_s`` after it or the input limit."""
+        """The oldest waiting job plus every job that arrives, until the gathering holds as many requests as were
+        outstanding when the last call ended, or ``max_batch_inputs`` inputs, or ``max_wait_s`` has passed since
+        the oldest job arrived or the last call ended (whichever is later).
+
+        Why wait for the last call's count: the clients that call just answered send their next requests a few
+        milliseconds later; taking only what queued during the call splits steady clients into two halves that take
+        turns, each call half as large as it could be (measured: 15.5 requests a call with 32 clients). Why stop
+        at that count: a lone client (one outstanding request) is then never kept waiting.
+        """
         first = await self._queue.get()
         jobs, size = [first], len(first.inputs)
-        deadline = first.arrived + self.max_wait_s
+        deadline = max(first.arrived, self._last_call_end) + self.max_wait_s
         while size < self.max_batch_inputs:
             if self._queue.empty():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if len(jobs) >= self._expected_requests or remaining <= 0:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)

@@ -339,7 +339,8 @@ def test_jobs_of_one_gathering_are_grouped_by_kind_and_decoding_and_keep_their_o
     outcomes, stats = run_jobs(GATHERING, jobs)
     assert [[r[0]["input"] for r in outcome] for outcome in outcomes] == [["a"], [["t"]], ["b"], ["c", "d"]]
     assert [outcome[0][0]["decode"] for outcome in outcomes] == ["argmax", "argmax", "bio_viterbi", "argmax"]
-    assert stats == {"requests": 4, "inputs": 5, "calls": 1, "largest_call_requests": 4, "failed_requests": 0}
+    assert stats | {"model_seconds": 0} == {"requests": 4, "inputs": 5, "calls": 1, "largest_call_requests": 4,
+                                            "failed_requests": 0, "model_seconds": 0}
 
 
 def test_a_gathering_stops_at_the_input_limit_and_a_full_queue_refuses_with_503():
@@ -349,6 +350,42 @@ def test_a_gathering_stops_at_the_input_limit_and_a_full_queue_refuses_with_503(
     outcomes, _ = run_jobs(GATHERING | {"max_queued_inputs": 3}, jobs)
     refused = [o for o in outcomes if isinstance(o, RequestProblem)]
     assert len(refused) == 2 and refused[0].status == 503 and "busy" in refused[0].message
+
+
+def closed_loop_clients(clients: int, requests: int, max_wait_s: float, model_s: float) -> tuple[float, dict]:
+    """``clients`` clients each sending ``requests`` one-input jobs one after another to a Batcher whose tagging
+    takes ``model_s``: (seconds taken, the batcher's stats)."""
+
+    def slow_echo(kind: str, decode: str, inputs: list) -> list[list[dict]]:
+        time.sleep(model_s)
+        return echo_or_fail(kind, decode, inputs)
+
+    async def client(batcher: Batcher, name: str) -> None:
+        for number in range(requests):
+            assert await batcher.submit("texts", "argmax", [f"{name}-{number}"]) == [
+                [{"input": f"{name}-{number}", "decode": "argmax"}]]
+
+    async def main() -> tuple[float, dict]:
+        batcher = Batcher(slow_echo, max_wait_s=max_wait_s, max_batch_inputs=100, max_queued_inputs=100)
+        batcher.start()
+        began = time.monotonic()
+        try:
+            await asyncio.gather(*(client(batcher, f"c{i}") for i in range(clients)))
+        finally:
+            await batcher.stop()
+        return time.monotonic() - began, batcher.stats.to_dict()
+
+    return asyncio.run(main())
+
+
+def test_a_lone_client_is_never_kept_waiting_for_company():
+    seconds, stats = closed_loop_clients(clients=1, requests=3, max_wait_s=1.0, model_s=0.0)
+    assert stats["calls"] == 3 and seconds < 1.0  # three requests, not one of them waited out the second
+
+
+def test_steady_clients_meet_in_every_call_instead_of_taking_turns():
+    _, stats = closed_loop_clients(clients=4, requests=3, max_wait_s=1.0, model_s=0.02)
+    assert stats["calls"] == 3 and stats["largest_call_requests"] == 4
 
 
 def test_binary_text_is_told_from_text():
