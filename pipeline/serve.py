@@ -65,10 +65,12 @@ DEFAULT_MAX_QUEUED_INPUTS = 8192
 #: Sent through the model once per decoding before the port opens, so the first request pays no tracing.
 WARMUP_TEXT = "Mr. Smith flew to Paris on Monday."
 PAGE_RESOURCE = "serve_page.html"
-#: Unicode categories that real text does not contain: control characters (other than whitespace) and lone
-#: surrogates, which are what bytes of a binary file look like once decoded or escaped into JSON.
-BINARY_CATEGORIES = frozenset({"Cc", "Cs"})
-TEXT_CONTROL_CHARACTERS = frozenset("\t\n\r\f\v")
+#: What real text does not contain and bytes of a binary file turn into once decoded or escaped into JSON: the ASCII
+#: control characters other than whitespace (NUL above all) and lone surrogates. The C1 controls U+0080-U+009F are
+#: let through: Windows-1252 text read as Latin-1 is full of them (the Kaggle corpus's quotes are U+0093/U+0094),
+#: and `ner tag` tags such text.
+ASCII_CONTROLS = frozenset(chr(code) for code in [*range(0x20), 0x7F]) - frozenset("\t\n\r\f\v")
+SURROGATE_CATEGORY = "Cs"
 #: A body over the limit is read and dropped up to this many times the limit before the 413 is sent.
 DRAIN_FACTOR = 4
 EXPECT_CONTINUE = b"100-continue"
@@ -179,8 +181,10 @@ def binary_reason(text: str) -> str | None:
     nonsense with no sign that anything was wrong (``ner tag`` rejects such input for the same reason).
     """
     for position, character in enumerate(text):
-        if unicodedata.category(character) in BINARY_CATEGORIES and character not in TEXT_CONTROL_CHARACTERS:
+        if character in ASCII_CONTROLS:
             return f"contains the control character U+{ord(character):04X} at offset {position}"
+        if unicodedata.category(character) == SURROGATE_CATEGORY:
+            return f"contains the lone surrogate U+{ord(character):04X} at offset {position}"
     return None
 
 

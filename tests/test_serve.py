@@ -53,6 +53,7 @@ TEXTS = [
     "in Paris on Friday.",
     "NATO officials met Mr. Putin in Belgrade on Tuesday.",
     "Hamas said the talks in Gaza were held with Mr. Annan in 2008.",
+    "Reuters quoted Mr. Obama : \x93 the talks in Iraq were held on Friday . \x94",  # corpus quotes (cp1252 as Latin-1)
 ]
 # Browser: where apt puts Debian's chromium, and bounds on its install and on the page's work.
 CHROMIUM = "chromium"
@@ -166,7 +167,7 @@ def test_pretokenized_sentences_with_argmax_equal_ner_tag_pretokenized(server, r
     sentences = [text.split() for text in TEXTS]
     status, body = post_tag(server, {"tokens": sentences, "decode": "argmax"})
     assert status == 200, body
-    assert [len(result["sentences"]) for result in body["results"]] == [1, 1, 1]
+    assert [len(result["sentences"]) for result in body["results"]] == [1] * len(TEXTS)
     expected = ner_tag_jsonl(capsys, run_dir, "--pretokenized", "--decode", "argmax", *TEXTS)
     assert without_offsets(body["results"]) == expected
 
@@ -389,7 +390,7 @@ def test_steady_clients_meet_in_every_call_instead_of_taking_turns():
 
 
 def test_binary_text_is_told_from_text():
-    assert binary_reason("Tab\tnew line\nand café, Zürich — «quotes»") is None
+    assert binary_reason("Tab\tnew line\nand café, Zürich — «quotes» \x93read as Latin-1\x94") is None
     assert binary_reason("ok\x00") == "contains the control character U+0000 at offset 2"
     assert binary_reason("\x1b[31m") is not None
     assert error_location(("tokens", 2, 0)) == "tokens[2][0]" and error_location(()) == "the request body"
