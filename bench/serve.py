@@ -1,17 +1,20 @@
 """Serving throughput of ``ner serve`` under concurrent clients, next to the batch throughput of the same run.
 
 First the figure of ``bench/tagging.py``, measured here in the same run: sentences per second when one large batch of
-test-split sentences is tagged in one ``pipeline.load(run).tag(texts)`` call. Then the real server is started as a
-subprocess (``ner serve --port 0``) and 1, 8 and 32 concurrent clients each send single sentences, one request at a
-time, the next as soon as the answer arrives: sentences per second, and the p50 and p99 latency of a request. Concurrent requests are gathered by the server into shared model calls, so the
-throughput should approach the batch figure as clients are added; the target is at least 70% of it at 32 clients.
-The clients (one asyncio thread, raw HTTP/1.1 keep-alive) run on the same machine as the server and take some of its
-CPU, which the batch figure does not pay.
+test-split sentences is tagged in one ``pipeline.load(run).tag(texts)`` call, and the same texts tagged 32 at a time
+in-process (what 32 clients can get at most: every model call then holds 32 sentences). Then the real server is
+started as a subprocess (``ner serve --port 0``) and 1, 8 and 32 concurrent clients each send single sentences, one
+request at a time, the next as soon as the answer arrives: sentences per second, the p50 and p99 latency of a
+request, and from the server's /health counters the requests per model call and how busy the model was. Concurrent
+requests are gathered into shared model calls, so the throughput should approach the batch figure as clients are
+added; the target is at least 70% of it at 32 clients. The clients (one asyncio thread, raw HTTP/1.1 keep-alive) run
+on the same machine as the server and take some of its CPU, which the batch figure does not pay.
 
 The run directory is results/ner (or --run-dir); without a trained run, bench/tagging.py's stand-in (same
 architecture and embedder, untrained) is timed and the output says so.
 
     python bench/serve.py [--quick] [--run-dir results/ner] [--clients 1 8 32] [--requests N] [--batch-sentences N]
+                          [--max-wait-ms MS]
 """
 from __future__ import annotations
 
@@ -85,7 +88,8 @@ def requests_per_client(sizes: dict, clients: int) -> int:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def start_server(run_dir: Path, log_path: Path, options: Sequence[str] = ()) -> tuple[subprocess.Popen, tuple[str, int]]:
+def start_server(run_dir: Path, log_path: Path,
+                 options: Sequence[str] = ()) -> tuple[subprocess.Popen, tuple[str, int]]:
     """``ner serve`` on a free port, quiet (no access log), answering /health; ``options`` are more of its flags."""
     command = [sys.executable, "-m", "pipeline.cli", "serve", "--run", str(run_dir), "--port", "0",
                "--no-access-log", "--log-level", "warning", *options]
@@ -253,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             stop_server(process)
 
     most = max(levels, key=lambda level: level["clients"])
-    result = {"run": run_source, "server_options": options, "batch": batch, "levels": levels, "server_batching": server_counts,
+    result = {"run": run_source, "server_options": options, "batch": batch, "levels": levels,
+              "server_batching": server_counts,
               "target": {"clients": most["clients"], "share_of_batch": most["share_of_batch"],
                          "required": TARGET_SHARE, "met": most["share_of_batch"] >= TARGET_SHARE}}
     print()

@@ -143,7 +143,9 @@ def ner_tag_jsonl(capsys, run_dir: Path, *args: str) -> list[dict]:
 
 
 def without_offsets(results: list[dict]) -> list[dict]:
-    return [{k: v for k, v in sentence.items() if k != "offset"} for result in results for sentence in result["sentences"]]
+    """The sentence records of every result in order, less the ``offset`` that `ner tag` does not print."""
+    return [{k: v for k, v in sentence.items() if k != "offset"}
+            for result in results for sentence in result["sentences"]]
 
 
 # --- results ---------------------------------------------------------------------------------------------------------
@@ -392,6 +394,8 @@ def test_steady_clients_meet_in_every_call_instead_of_taking_turns():
 def test_binary_text_is_told_from_text():
     assert binary_reason("Tab\tnew line\nand café, Zürich — «quotes» \x93read as Latin-1\x94") is None
     assert binary_reason("ok\x00") == "contains the control character U+0000 at offset 2"
+    assert binary_reason("caf\udce9") == "contains the lone surrogate U+DCE9 at offset 3"
+    assert binary_reason("\x0b\x0c\x1c") == "contains the control character U+001C at offset 2"
     assert binary_reason("\x1b[31m") is not None
     assert error_location(("tokens", 2, 0)) == "tokens[2][0]" and error_location(()) == "the request body"
 
@@ -552,6 +556,33 @@ def test_the_page_highlights_the_entities_of_typed_text_in_a_real_browser(server
     requested = [event["params"]["request"]["url"] for event in browser.events
                  if event.get("method") == "Network.requestWillBeSent"]
     assert requested and all(url.startswith(server) for url in requested), requested  # nothing from elsewhere
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+
+def test_ner_serve_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--run", "--host", "--port", "--batch-size", "--max-body-bytes", "--max-texts", "--max-wait-ms",
+                   "--max-batch-inputs", "--max-queued-inputs", "--access-log", "--log-level", "127.0.0.1",
+                   "0.0.0.0", "results/ner"):
+        assert option in text, option
+
+
+def test_a_taken_port_or_a_missing_run_fails_at_once_with_one_error_line(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--run", str(tmp_path), "--port", str(port)]) == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main(["serve", "--run", str(tmp_path / "nowhere"), "--port", "0"]) == 2
+    assert "no such run directory" in capsys.readouterr().err
 
 
 # --- bench/serve.py's pure parts --------------------------------------------------------------------------------------
