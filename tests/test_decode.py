@@ -32,3 +32,15 @@ def test_viterbi_never_continues_an_entity_of_another_type():
 
 def test_empty_sentence_decodes_to_nothing():
     assert decode(np.zeros((0, len(TAGS))), TAGS) == []
+
+
+def test_batched_viterbi_finds_the_same_paths_as_one_sentence_at_a_time():
+    """Sentences of mixed lengths (0, 1 and up to 30 tokens) decoded together equal decoding each alone."""
+    from pipeline.decode import decode_all
+
+    rng = np.random.default_rng(4)
+    tags = ("O", "B-per", "I-per", "B-geo", "I-geo")
+    sentences = [rng.dirichlet(np.full(len(tags), 0.3), size=n) for n in [0, 1, 30, 2, 7, 30, 1, 12] * 40]
+    together = decode_all(sentences, tags, "bio_viterbi")
+    assert together == [decode(p, tags, "bio_viterbi") for p in sentences]
+    assert all(len(t) == len(p) and is_valid_bio(t) for t, p in zip(together, sentences))

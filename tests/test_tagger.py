@@ -1,6 +1,7 @@
 """Tagging new text with a trained run: raw text in, entity spans with exact character offsets out."""
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -74,20 +75,16 @@ class ShapeModel:
     def predict_on_batch(self, inputs):
         layers, lengths = inputs["layers"], inputs["lengths"]
         self.calls.append((layers.shape, layers.dtype, lengths.dtype))
-        probabilities = np.zeros(layers.shape[:2] + (len(STUB_TAGS),))
-        for row, column in np.ndindex(*layers.shape[:2]):
-            probabilities[row, column] = self.token_probabilities(layers[row, column, 0], layers[row, column - 1, 0]
-                                                                  if column else np.zeros(STUB_WIDTH))
+        flags = layers[:, :, 0, :2] != 0  # [b, t, (capitalised, number)]
+        previous = np.zeros_like(flags)
+        previous[:, 1:] = flags[:, :-1]
+        probabilities = np.broadcast_to(spread(STUB_TAGS.index("O"), OUTSIDE_PROBABILITY),
+                                        flags.shape[:2] + (len(STUB_TAGS),)).copy()
+        for flag, kind in ((1, "num"), (0, "name")):  # a capitalised flag wins over a number flag, as a name
+            starts, continues = flags[..., flag] & ~previous[..., flag], flags[..., flag] & previous[..., flag]
+            probabilities[starts] = spread(STUB_TAGS.index(f"B-{kind}"), START_PROBABILITY)
+            probabilities[continues] = spread(STUB_TAGS.index(f"I-{kind}"), CONTINUE_PROBABILITY)
         return probabilities
-
-    @staticmethod
-    def token_probabilities(features: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        for flag, kind in ((0, "name"), (1, "num")):
-            if features[flag]:
-                continues = bool(previous[flag])
-                tag = ("I-" if continues else "B-") + kind
-                return spread(STUB_TAGS.index(tag), CONTINUE_PROBABILITY if continues else START_PROBABILITY)
-        return spread(STUB_TAGS.index("O"), OUTSIDE_PROBABILITY)
 
 
 def spread(index: int, probability: float) -> np.ndarray:
@@ -366,9 +363,12 @@ def test_a_10_mb_input_is_streamed_with_bounded_memory():
     stream = tagger.tag_stream(ten_megabytes(), chunk_sentences=512)
     first = next(stream)
     assert first.entities and consumed["lines"] < total_lines  # output starts before the input is read whole
+    # Memory is traced over the last 4 MB only (tracing quadruples the cost of tagging): a tagger that kept what it
+    # read would hold those 4 MB of text with their ~700,000 tokens and tags, far over the bound, by the end.
+    count = 1 + sum(1 for _ in itertools.islice(stream, int(total_lines * 0.6) - 1))
     tracemalloc.start()
-    count = 1 + sum(1 for _ in stream)
+    count += sum(1 for _ in stream)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert count == total_lines
-    assert peak < 64 * 1024 * 1024  # far below what holding 10 MB of text plus its tokens and tags would take
+    assert peak < 64 * 1024 * 1024  # one chunk in flight (measured: 33 MB), not the stream read so far
