@@ -30,6 +30,8 @@ ROWS: dict[str, dict] = {
     "no_bilm": {"use_elmo": False},
     "crf": {"output": "crf"},
     "crf_no_bilm": {"output": "crf", "use_elmo": False},
+    "softmax": {"output": "softmax"},
+    "softmax_no_bilm": {"output": "softmax", "use_elmo": False},
     "no_chars": {"char_embedding_dim": 0, "casing_dim": 0},
     "no_vectors": {"vectors": None},
     "no_word_dropout": {"word_dropout": 0.0},
