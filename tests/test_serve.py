@@ -32,7 +32,7 @@ from bench import serve as bench_serve  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.serve import Batcher, RequestProblem, binary_reason, error_location  # noqa: E402
 
-from conftest import TINY_TRAIN  # noqa: E402
+from conftest import TINY_TRAIN, skip_unless as shared_skip_unless  # noqa: E402
 
 # Limits of the test server: small enough that refusing costs little, large enough for the 50,000-token text.
 MAX_BODY_BYTES = 600_000
@@ -90,12 +90,7 @@ def server(run_dir, tmp_path_factory) -> Iterator[str]:
         base = wait_until_serving(process, log_path)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        bench_serve.stop_server(process)
     assert process.returncode in (0, -15), log_path.read_text()[-3000:]
 
 
@@ -403,17 +398,9 @@ def test_binary_text_is_told_from_text():
 # --- the page in a real browser ---------------------------------------------------------------------------------------
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def skip_unless(condition: bool, reason: str) -> None:
     """Skip locally when the browser cannot be installed here; fail in CI, where it must run."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"the browser test must run in CI: {reason}")
-    pytest.skip(reason)
+    shared_skip_unless(condition, reason, "the browser test")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import TINY_BILM, TINY_TRAIN, write_tiny_corpus
+from conftest import skip_unless as shared_skip_unless
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = PROJECT / ".ci" / "slurm-cluster.sh"
@@ -45,17 +46,9 @@ FIRST_STATUS_CHECK_S = 2
 STATUS_CHECK_INTERVAL_S = 2
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def skip_unless(condition: bool, reason: str) -> None:
     """Skip locally when the cluster cannot be built here; fail in CI, where it must run."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"the Slurm cluster test must run in CI: {reason}")
-    pytest.skip(reason)
+    shared_skip_unless(condition, reason, "the Slurm cluster test")
 
 
 def cluster_script(action: str, timeout: int) -> subprocess.CompletedProcess:
