@@ -97,3 +97,22 @@ def test_export_loads_in_a_process_that_never_imports_the_project(exported_bilm)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "lstm_outputs2" in result.stdout
+
+
+def test_export_skipping_padding_matches_the_keras_biLM_on_mixed_lengths(exported_bilm, elmo):
+    """The export steps only live rows and encodes only real tokens (pipeline.bilm.export.run_live_positions_only);
+    inside each sentence that must equal the trained Keras graph, which computes every padded position."""
+    from pipeline.bilm.pretrain import load_trained_lm
+
+    lm, options, _ = load_trained_lm(exported_bilm.parent / "model")
+    sentences = [["Mr.", "Smith", "flew", "to", "Paris", "on", "Monday", "."], ["Hi", "", "", "", "", "", "", ""],
+                 ["The", "U.N.", "met", "", "", "", "", ""], ["x" * 70, "y", "", "", "", "", "", ""]]
+    lengths = [8, 1, 3, 2]
+    exported = run_tokens(elmo, sentences, lengths)
+    keras_out = lm.bilm(char_ids_from_strings(tf.constant(sentences), options["max_chars_per_token"]), training=False)
+    assert all(layer.recurrence_runner is None for layer in lm.bilm.forward_layers)  # the plain Keras path
+    np.testing.assert_allclose(exported["word_emb"], keras_out["word_emb"].numpy(), atol=1e-5)
+    for k, name in ((0, "lstm_outputs1"), (1, "lstm_outputs2")):
+        both = np.concatenate([keras_out["forward"][k].numpy(), keras_out["backward"][k].numpy()], axis=-1)
+        np.testing.assert_allclose(exported[name], both, atol=1e-5)
+    assert exported["lstm_outputs2"][0].any() and not exported["lstm_outputs2"][1, 1:].any()

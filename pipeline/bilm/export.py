@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pipeline.bilm.model import BiLM
+from pipeline.bilm.model import BiLM, CharCNNEncoder
 from pipeline.bilm.vocab import BEGIN_OF_WORD, CHAR_PADDING, END_OF_WORD, ID_SHIFT
 from pipeline.logs import atomic_path, get_logger
 
@@ -40,6 +40,60 @@ def char_ids_from_strings(tokens: tf.Tensor, max_chars: int) -> tf.Tensor:
     return ids * tf.expand_dims(present, -1)
 
 
+def packed_recurrence(cell, gates: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Run an LSTMP ``cell`` over input gates [b, t, 4C], at step t only on the rows whose sentence is longer than t.
+
+    Why: Keras's RNN steps every row of a batch to its padded length. A batch of mixed lengths (a server's requests,
+    ``ner tag`` on a few texts) then spends about half its LSTM time on padding. Here the rows are sorted longest
+    first, so the live rows of step t are a prefix of the batch that a slice takes, and the cost follows the real
+    tokens, as PyTorch's packed sequences do. Positions past a sentence's length get zeros (Keras's RNN carries the
+    last output there; every caller masks them). ``mask`` [b, t] must be a prefix mask, as the biLM's is.
+    """
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    order = tf.argsort(lengths, direction="DESCENDING", stable=True)
+    live = tf.reduce_sum(tf.cast(tf.gather(lengths, order)[None, :] > tf.range(tf.shape(gates)[1])[:, None],
+                                 tf.int32), axis=1)                                    # [t]: live rows per step
+    by_time = tf.transpose(tf.gather(gates, order), [1, 0, 2])
+    batch, steps = tf.shape(gates)[0], tf.reduce_max(lengths)
+    hidden = tf.zeros([batch, cell.projection_dim], gates.dtype)
+    state = tf.zeros([batch, cell.cell_dim], gates.dtype)
+    outputs = tf.TensorArray(gates.dtype, size=tf.shape(gates)[1], element_shape=[None, cell.projection_dim])
+
+    def step(t, hidden, state, outputs):
+        n = live[t]
+        new_hidden, (_, new_state) = cell.call(by_time[t, :n], [hidden[:n], state[:n]])
+        hidden = tf.ensure_shape(tf.concat([new_hidden, hidden[n:]], axis=0), hidden.shape)
+        state = tf.ensure_shape(tf.concat([new_state, state[n:]], axis=0), state.shape)
+        return t + 1, hidden, state, outputs.write(t, tf.pad(new_hidden, [[0, batch - n], [0, 0]]))
+
+    def padding(t, outputs):
+        return t + 1, outputs.write(t, tf.zeros([batch, cell.projection_dim], gates.dtype))
+
+    t, _, _, outputs = tf.while_loop(lambda t, *_: t < steps, step, (0, hidden, state, outputs))
+    _, outputs = tf.while_loop(lambda t, _: t < tf.shape(gates)[1], padding, (t, outputs))
+    return tf.gather(tf.transpose(outputs.stack(), [1, 0, 2]), tf.argsort(order))
+
+
+def live_tokens_only(encode, char_ids: tf.Tensor) -> tf.Tensor:
+    """``encode`` ([n, c] character ids -> [n, P]) run on the rows of ``char_ids`` that hold a token (a padding
+    position's ids are all zero); zeros elsewhere. Why: :class:`pipeline.bilm.model.CharCNNEncoder` otherwise
+    convolves every padding position of a batch."""
+    rows = tf.where(char_ids[:, 0] > 0)
+    vectors = encode(tf.gather_nd(char_ids, rows))
+    return tf.scatter_nd(rows, vectors, tf.concat([tf.shape(char_ids, out_type=tf.int64)[:1],
+                                                   tf.shape(vectors, out_type=tf.int64)[1:]], 0))
+
+
+def run_live_positions_only(bilm: tf.Module) -> None:
+    """For inference: make ``bilm`` skip the padding of a batch, in its LSTM layers (:func:`packed_recurrence`) and,
+    for our own biLM, in its character encoder (:func:`live_tokens_only`). Outputs inside each sentence stay the
+    same (tests/test_bilm.py)."""
+    for layer in [*bilm.forward_layers, *bilm.backward_layers]:
+        layer.recurrence_runner = packed_recurrence
+    if isinstance(bilm.encoder, CharCNNEncoder):
+        bilm.encoder.token_runner = live_tokens_only
+
+
 class ElmoSignatureModule(tf.Module):
     """A tf.Module wrapping the BiLM behind the TF-Hub ELMo signatures."""
 
@@ -47,6 +101,7 @@ class ElmoSignatureModule(tf.Module):
         super().__init__()
         self.bilm = bilm
         self.max_chars = max_chars
+        run_live_positions_only(bilm)
         # The published module's own scalar mix; equal weights here (taggers learn their own mix).
         self.elmo_layer_weights = tf.Variable(tf.zeros([ELMO_LAYERS]), trainable=False, name="elmo_layer_weights")
         self.elmo_gamma = tf.Variable(1.0, trainable=False, name="elmo_gamma")

@@ -20,7 +20,15 @@ MASKED_LOGIT = -1e9
 
 
 class CharCNNEncoder(keras.layers.Layer):
-    """Token character ids [b, t, c] -> context-free token vectors [b, t, P]."""
+    """Token character ids [b, t, c] -> context-free token vectors [b, t, P].
+
+    ``token_runner``: None encodes every position, padding included (static shapes, any backend). The SavedModel
+    export sets a runner that encodes only the positions holding a token (:func:`pipeline.bilm.export.
+    live_tokens_only`): in a batch of mixed lengths about half the positions are padding. The vectors of real
+    tokens are the same either way; the biLM zeroes the padding's.
+    """
+
+    token_runner = None
 
     def __init__(self, char_dim: int, filters: list[list[int]], highway_layers: int, projection_dim: int, **kwargs):
         super().__init__(**kwargs)
@@ -40,12 +48,17 @@ class CharCNNEncoder(keras.layers.Layer):
     def call(self, char_ids):
         batch, time, chars = ops.shape(char_ids)[0], ops.shape(char_ids)[1], ops.shape(char_ids)[2]
         flat = ops.reshape(char_ids, (-1, chars))
-        embedded = self.char_embedding(flat)
+        vectors = self.encode_tokens(flat) if self.token_runner is None else self.token_runner(self.encode_tokens, flat)
+        return ops.reshape(vectors, (batch, time, self.projection_dim))
+
+    def encode_tokens(self, char_ids):
+        """Character ids of tokens [n, c] -> token vectors [n, P]."""
+        embedded = self.char_embedding(char_ids)
         pooled = ops.concatenate([ops.max(conv(embedded), axis=1) for conv in self.convolutions], axis=-1)
         for transform, gate in zip(self.highway_transforms, self.highway_gates):
             carry = gate(pooled)
             pooled = carry * pooled + (1.0 - carry) * transform(pooled)
-        return ops.reshape(self.projection(pooled), (batch, time, self.projection_dim))
+        return self.projection(pooled)
 
 
 class ProjectedLSTMCell(keras.layers.Layer):
@@ -84,7 +97,15 @@ class ProjectedLSTMCell(keras.layers.Layer):
 
 
 class ProjectedLSTM(keras.layers.Layer):
-    """One unidirectional LSTMP layer over a masked sequence [b, t, in] -> [b, t, P]."""
+    """One unidirectional LSTMP layer over a masked sequence [b, t, in] -> [b, t, P].
+
+    ``recurrence_runner``: None runs Keras's RNN (every row at every step, padding included: what training needs on
+    any backend). The SavedModel export sets a runner that steps only the rows still inside their sentence
+    (:func:`pipeline.bilm.export.packed_recurrence`), so a batch of mixed lengths costs its real tokens. Either way
+    the outputs at positions inside each sentence are the same; past a sentence's length they are not used.
+    """
+
+    recurrence_runner = None
 
     def __init__(self, cell_dim: int, projection_dim: int, cell_clip: float, projection_clip: float, **kwargs):
         super().__init__(**kwargs)
@@ -97,7 +118,10 @@ class ProjectedLSTM(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs, mask=None):
-        return self.recurrence(self.input_gates(inputs), mask=mask)
+        gates = self.input_gates(inputs)
+        if self.recurrence_runner is not None and mask is not None:
+            return self.recurrence_runner(self.recurrence.cell, gates, mask)
+        return self.recurrence(gates, mask=mask)
 
 
 def reverse_within_length(x, lengths):
