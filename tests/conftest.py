@@ -6,9 +6,14 @@ import csv
 import json
 import os
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -42,6 +47,45 @@ def skip_unless(condition: bool, reason: str, test: str) -> None:
     if in_ci():
         pytest.fail(f"{test} must run in CI: {reason}")
     pytest.skip(reason)
+
+
+#: Debian packages that tests install with apt-get where missing, by the test file that needs them, with a program
+#: that shows they are there: Slurm for the cluster test (.ci/slurm-cluster.sh), chromium for the page test.
+APT_NEEDS = {
+    "test_slurm_cluster.py": (("munge", "slurmctld", "slurmd", "slurm-client"), "slurmctld"),
+    "test_serve.py": (("chromium", "fonts-dejavu-core"), "chromium"),
+}
+APT_WAIT_TIMEOUT_S = 900
+_background_apt: subprocess.Popen | None = None
+
+
+def pytest_collection_finish(session) -> None:
+    """Start installing, in the background, the Debian packages the selected tests will install anyway.
+
+    Why: on a fresh CI machine downloading and unpacking Slurm and chromium takes minutes of mostly waiting; started
+    here it overlaps the CPU-bound tests that run first instead of adding to the suite's time. The tests still do
+    their own checked install (:func:`wait_for_background_apt` first), so a failed background install only costs
+    the overlap.
+    """
+    global _background_apt
+    selected = {Path(str(item.fspath)).name for item in session.items}
+    packages = [package for name, (names, program) in APT_NEEDS.items()
+                if name in selected and shutil.which(program) is None for package in names]
+    if not packages or not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    log = open(Path(tempfile.gettempdir()) / "ner-tests-apt.log", "w")  # noqa: SIM115 - outlives this hook
+    command = "apt-get update -q && apt-get install -y -q --no-install-recommends " + " ".join(packages)
+    _background_apt = subprocess.Popen(["bash", "-c", command], stdout=log, stderr=subprocess.STDOUT,
+                                       env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"})
+
+
+def wait_for_background_apt() -> None:
+    """Let the install started at collection finish (apt allows one at a time) before a test installs or looks."""
+    if _background_apt is not None and _background_apt.poll() is None:
+        try:
+            _background_apt.wait(APT_WAIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _background_apt.kill()
 
 
 PEOPLE = ["Smith", "Obama", "Putin", "Merkel", "Chavez", "Annan"]
@@ -142,3 +186,46 @@ def cached_shards(tmp_path_factory, prepared_corpus, exported_bilm) -> dict[str,
             embed_shard(corpus_dir / "shards" / f"{name}.conll", str(exported_bilm), out, 8, "float16", provenance)
             shards[split].append(out)
     return shards
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: What a copy of the workflow needs, and the tiny run's configuration: 40 sentences in shards of 12 give 3 train
+#: shards plus one val and one test shard, so several embed jobs exist.
+WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles")
+TINY_WORKFLOW_SENTENCES = 40
+TINY_WORKFLOW_SHARD_SIZE = 12
+
+
+def workflow_copy(root: Path) -> tuple[Path, dict]:
+    """The workflow, its configuration and profiles in a fresh directory with a tiny corpus and ``tiny.yaml``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for item in WORKFLOW_ITEMS:
+        source = PROJECT_ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / item)
+    corpus = write_tiny_corpus(root / "tiny.csv", sentences=TINY_WORKFLOW_SENTENCES)
+    config = {"corpus": {"path": str(corpus), "shard_size": TINY_WORKFLOW_SHARD_SIZE}, "bilm": TINY_BILM,
+              "train": TINY_TRAIN, "embedder": {"batch_size": 8}}
+    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return root, config
+
+
+def run_snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``snakemake --cores 2 --configfile tiny.yaml ARGS`` in ``workdir``, as a user would type it."""
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml", *args]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env)
+
+
+def without_slurm_environment() -> dict:
+    """This process's environment less any SLURM_* variables (pytest itself may run inside a Slurm job, and a local
+    run must not think it is one)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory) -> tuple[Path, dict]:
+    """The whole Snakefile run locally on the tiny corpus, once per session: the end-to-end tests read it, and the
+    Slurm test compares its cluster run with it (one local run instead of two)."""
+    workdir, config = workflow_copy(tmp_path_factory.mktemp("workflow") / "local")
+    result = run_snakemake(workdir, env=without_slurm_environment())
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return workdir, config

@@ -14,7 +14,7 @@ import yaml
 from snakemake.cli import parse_config
 from snakemake.utils import update_config
 
-from conftest import TINY_BILM, TINY_TRAIN, write_tiny_corpus
+from conftest import run_snakemake
 from pipeline.config import coerce_overrides
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -22,8 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml", *args]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    return run_snakemake(workdir, *args)
 
 
 def job_stats(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -42,21 +41,9 @@ def planned_jobs(workdir: Path, config: dict) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def finished_workflow(tmp_path_factory) -> tuple[Path, dict]:
-    workdir = tmp_path_factory.mktemp("workflow")
-    for item in ("Snakefile", "workflow", "config"):
-        source = PROJECT / item
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / item)
-    config = {
-        "corpus": {"path": str(write_tiny_corpus(workdir / "tiny.csv", sentences=40)), "shard_size": 12},
-        "bilm": TINY_BILM,
-        "train": TINY_TRAIN,
-        "embedder": {"batch_size": 8},
-    }
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return workdir, config
+def finished_workflow(tiny_workflow) -> tuple[Path, dict]:
+    """The session's tiny local run (conftest.tiny_workflow); the tests here only read it and dry-run against it."""
+    return tiny_workflow
 
 
 def test_pipeline_writes_cache_model_and_metrics(finished_workflow):

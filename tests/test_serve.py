@@ -32,7 +32,7 @@ from bench import serve as bench_serve  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.serve import Batcher, RequestProblem, binary_reason, error_location  # noqa: E402
 
-from conftest import TINY_TRAIN, skip_unless as shared_skip_unless  # noqa: E402
+from conftest import TINY_TRAIN, wait_for_background_apt, skip_unless as shared_skip_unless  # noqa: E402
 
 # Limits of the test server: small enough that refusing costs little, large enough for the 50,000-token text.
 MAX_BODY_BYTES = 600_000
@@ -406,6 +406,7 @@ def skip_unless(condition: bool, reason: str) -> None:
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """Debian's chromium, installed with apt-get when missing (as .ci/slurm-cluster.sh installs Slurm)."""
+    wait_for_background_apt()
     found = shutil.which(CHROMIUM)
     if found:
         return found
