@@ -51,13 +51,13 @@ def packed_recurrence(cell, gates: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
     order = tf.argsort(lengths, direction="DESCENDING", stable=True)
-    live = tf.reduce_sum(tf.cast(tf.gather(lengths, order)[None, :] > tf.range(tf.shape(gates)[1])[:, None],
-                                 tf.int32), axis=1)                                    # [t]: live rows per step
+    batch, steps = tf.shape(gates)[0], tf.shape(gates)[1]
+    live = tf.reduce_sum(tf.cast(tf.gather(lengths, order)[None, :] > tf.range(steps)[:, None], tf.int32),
+                         axis=1)                               # [t]: live rows per step (none on padding-only steps)
     by_time = tf.transpose(tf.gather(gates, order), [1, 0, 2])
-    batch, steps = tf.shape(gates)[0], tf.reduce_max(lengths)
     hidden = tf.zeros([batch, cell.projection_dim], gates.dtype)
     state = tf.zeros([batch, cell.cell_dim], gates.dtype)
-    outputs = tf.TensorArray(gates.dtype, size=tf.shape(gates)[1], element_shape=[None, cell.projection_dim])
+    outputs = tf.TensorArray(gates.dtype, size=steps, element_shape=[None, cell.projection_dim])
 
     def step(t, hidden, state, outputs):
         n = live[t]
@@ -66,11 +66,7 @@ def packed_recurrence(cell, gates: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         state = tf.ensure_shape(tf.concat([new_state, state[n:]], axis=0), state.shape)
         return t + 1, hidden, state, outputs.write(t, tf.pad(new_hidden, [[0, batch - n], [0, 0]]))
 
-    def padding(t, outputs):
-        return t + 1, outputs.write(t, tf.zeros([batch, cell.projection_dim], gates.dtype))
-
-    t, _, _, outputs = tf.while_loop(lambda t, *_: t < steps, step, (0, hidden, state, outputs))
-    _, outputs = tf.while_loop(lambda t, _: t < tf.shape(gates)[1], padding, (t, outputs))
+    _, _, _, outputs = tf.while_loop(lambda t, *_: t < steps, step, (0, hidden, state, outputs))
     return tf.gather(tf.transpose(outputs.stack(), [1, 0, 2]), tf.argsort(order))
 
 
