@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +20,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_snakemake(workdir, *args)
-
-
 def job_stats(result: subprocess.CompletedProcess) -> dict[str, int]:
     """Rule name -> job count from Snakemake's job stats table (empty when there is nothing to do)."""
     table = result.stdout.split("Job stats:")[-1] if "Job stats:" in result.stdout else ""
@@ -35,19 +30,13 @@ def job_stats(result: subprocess.CompletedProcess) -> dict[str, int]:
 def planned_jobs(workdir: Path, config: dict) -> dict[str, int]:
     """Rule name -> job count of a dry run with ``config`` (Snakemake's job stats table)."""
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(workdir, "--dry-run")
+    result = run_snakemake(workdir, "--dry-run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return job_stats(result)
 
 
-@pytest.fixture(scope="module")
-def finished_workflow(tiny_workflow) -> tuple[Path, dict]:
-    """The session's tiny local run (conftest.tiny_workflow); the tests here only read it and dry-run against it."""
-    return tiny_workflow
-
-
-def test_pipeline_writes_cache_model_and_metrics(finished_workflow):
-    workdir, _ = finished_workflow
+def test_pipeline_writes_cache_model_and_metrics(tiny_workflow):
+    workdir, _ = tiny_workflow
     assert list((workdir / "cache" / "embeddings").glob("*.h5"))
     assert (workdir / "cache" / "bilm" / "hub" / "saved_model.pb").is_file()
     assert (workdir / "results" / "ner" / "model.keras").is_file()
@@ -57,9 +46,9 @@ def test_pipeline_writes_cache_model_and_metrics(finished_workflow):
     assert (workdir / "benchmarks" / "train.tsv").is_file()
 
 
-def test_long_stages_log_their_progress(finished_workflow):
+def test_long_stages_log_their_progress(tiny_workflow):
     """Periodic progress lines (rate, time left) reach the stage logs, which are files: no tqdm bar there."""
-    workdir, _ = finished_workflow
+    workdir, _ = tiny_workflow
     pretrain = (workdir / "logs" / "pretrain_bilm.log").read_text()
     assert re.search(r"pretrain biLM epoch 1/1: \d+ steps in \d+:\d\d \([\d.]+ (steps/s|s/step)\), \{'loss'", pretrain)
     embed = (workdir / "logs" / "embed" / "train-0000.log").read_text()
@@ -67,36 +56,36 @@ def test_long_stages_log_their_progress(finished_workflow):
     assert "\r" not in pretrain + embed
 
 
-def test_nothing_reruns_when_nothing_changed(finished_workflow):
-    workdir, config = finished_workflow
+def test_nothing_reruns_when_nothing_changed(tiny_workflow):
+    workdir, config = tiny_workflow
     assert planned_jobs(workdir, config) == {}
 
 
-def test_changing_a_training_setting_reruns_only_training_and_evaluation(finished_workflow):
-    workdir, config = finished_workflow
+def test_changing_a_training_setting_reruns_only_training_and_evaluation(tiny_workflow):
+    workdir, config = tiny_workflow
     changed = json.loads(json.dumps(config))
     changed["train"]["units"] = 6
     assert planned_jobs(workdir, changed) == {"train": 1, "evaluate": 1, "report_figures": 1, "all": 1}
 
 
-def test_changing_an_embedder_setting_re_embeds(finished_workflow):
-    workdir, config = finished_workflow
+def test_changing_an_embedder_setting_re_embeds(tiny_workflow):
+    workdir, config = tiny_workflow
     changed = json.loads(json.dumps(config))
     changed["embedder"]["dtype"] = "float32"
     jobs = planned_jobs(workdir, changed)
     assert jobs.get("embed_shard", 0) >= 3 and "train" in jobs and "pretrain_bilm" not in jobs
 
 
-def test_a_pos_head_reuses_the_cache_without_re_embedding(finished_workflow):
-    workdir, config = finished_workflow
+def test_a_pos_head_reuses_the_cache_without_re_embedding(tiny_workflow):
+    workdir, config = tiny_workflow
     changed = json.loads(json.dumps(config)) | {"task": "pos"}
     assert planned_jobs(workdir, changed) == {"train": 1, "evaluate": 1, "all": 1}
 
 
-def test_the_html_report_holds_every_part(finished_workflow):
-    workdir, config = finished_workflow
+def test_the_html_report_holds_every_part(tiny_workflow):
+    workdir, config = tiny_workflow
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(workdir, "--report", "report.html")
+    result = run_snakemake(workdir, "--report", "report.html")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (workdir / "report.html").read_text()
     for part in ("metrics.html", "learning_curves.png", "per_type_f1.png", "entity_confusion.png", "layer_weights.png",
@@ -187,12 +176,11 @@ def test_config_overrides_of_a_command_line_are_typed():
     assert config_overrides(arguments) == {"train": {"max_epochs": 8}, "task": "pos"}
 
 
-def test_every_documented_snakemake_command_plans_the_expected_jobs(finished_workflow):
+def test_every_documented_snakemake_command_plans_the_expected_jobs(tiny_workflow):
     """Each command as a user types it (plus the tiny config and --dry-run) validates and plans exactly the jobs its
     settings change; ``--report`` commands (which run no job) write their report."""
-    workdir, config = finished_workflow
+    workdir, config = tiny_workflow
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    shutil.copytree(PROJECT / "profiles", workdir / "profiles", dirs_exist_ok=True)
     defaults = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     update_config(defaults, config)
     for command, arguments in documented_snakemake_commands().items():
