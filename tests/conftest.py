@@ -10,7 +10,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -56,7 +58,18 @@ APT_NEEDS = {
     "test_serve.py": (("chromium", "fonts-dejavu-core"), "chromium"),
 }
 APT_WAIT_TIMEOUT_S = 900
-_background_apt: subprocess.Popen | None = None
+APT_POLL_S = 1.0
+
+
+def _session_shared_dir(tmp_path_factory) -> Path:
+    """A directory that every xdist worker of this session shares (the session's own base directory without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _apt_markers(tmp_path_factory) -> tuple[Path, Path]:
+    shared = _session_shared_dir(tmp_path_factory)
+    return shared / "background-apt.started", shared / "background-apt.done"
 
 
 def pytest_collection_finish(session) -> None:
@@ -65,27 +78,72 @@ def pytest_collection_finish(session) -> None:
     Why: on a fresh CI machine downloading and unpacking Slurm and chromium takes minutes of mostly waiting; started
     here it overlaps the CPU-bound tests that run first instead of adding to the suite's time. The tests still do
     their own checked install (:func:`wait_for_background_apt` first), so a failed background install only costs
-    the overlap.
+    the overlap. Every xdist worker collects every test, so the first one to get here starts the install for all
+    (apt allows one at a time); a marker file says it has finished, whichever worker waits for it.
     """
-    global _background_apt
     selected = {Path(str(item.fspath)).name for item in session.items}
     packages = [package for name, (names, program) in APT_NEEDS.items()
                 if name in selected and shutil.which(program) is None for package in names]
     if not packages or not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return
-    log = open(Path(tempfile.gettempdir()) / "ner-tests-apt.log", "w")  # noqa: SIM115 - outlives this hook
-    command = "apt-get update -q && apt-get install -y -q --no-install-recommends " + " ".join(packages)
-    _background_apt = subprocess.Popen(["bash", "-c", command], stdout=log, stderr=subprocess.STDOUT,
-                                       env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"})
+    started, done = _apt_markers(session.config._tmp_path_factory)  # the fixture's factory
+    try:
+        started.touch(exist_ok=False)  # atomic: exactly one worker wins
+    except FileExistsError:
+        return
+    log = Path(tempfile.gettempdir()) / "ner-tests-apt.log"
+    command = (f"apt-get update -q && apt-get install -y -q --no-install-recommends {' '.join(packages)}"
+               f" >{log} 2>&1; touch {done}")
+    subprocess.Popen(["bash", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"}, start_new_session=True)
 
 
-def wait_for_background_apt() -> None:
+#: Test files that take minutes, in the order they should start. Under xdist's --dist loadscope each file goes whole
+#: to one worker, in collection order: the long ones go first so that no worker is left with one at the end. The
+#: Slurm test comes after two CPU-bound files: by then the background apt install it waits for has finished, and
+#: while its jobs run on the cluster the other worker goes on with the rest.
+LONG_TEST_FILES = ("test_pipeline.py", "test_interrupt.py", "test_train_evaluate.py", "test_slurm_cluster.py",
+                   "test_serve.py", "test_tagger.py", "test_bilm.py", "test_features.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Run the long test files first (see LONG_TEST_FILES); the others keep their order after them."""
+    def rank(item) -> int:
+        name = Path(str(item.fspath)).name
+        return LONG_TEST_FILES.index(name) if name in LONG_TEST_FILES else len(LONG_TEST_FILES)
+
+    items.sort(key=rank)  # stable: tests within a file keep their order
+
+
+def wait_for_background_apt(tmp_path_factory) -> None:
     """Let the install started at collection finish (apt allows one at a time) before a test installs or looks."""
-    if _background_apt is not None and _background_apt.poll() is None:
-        try:
-            _background_apt.wait(APT_WAIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            _background_apt.kill()
+    started, done = _apt_markers(tmp_path_factory)
+    deadline = time.monotonic() + APT_WAIT_TIMEOUT_S
+    while started.exists() and not done.exists() and time.monotonic() < deadline:
+        time.sleep(APT_POLL_S)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any:
+    """``build(directory)``'s JSON-able result, built once per test session even when xdist runs several workers.
+
+    Why: the expensive session fixtures (the tiny biLM, its shards, the tiny pipeline run) would otherwise be built
+    again by every worker that needs them. The first worker builds under a file lock; the others wait for it and
+    read the recorded result. A failed build records nothing, so the next worker tries again and fails as loudly.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    shared = _session_shared_dir(tmp_path_factory)
+    record = shared / f"{name}.json"
+    with FileLock(str(shared / f"{name}.lock")):
+        if record.is_file():
+            return json.loads(record.read_text())
+        directory = shared / name
+        directory.mkdir()
+        result = build(directory)
+        record.write_text(json.dumps(result))
+        return result
 
 
 PEOPLE = ["Smith", "Obama", "Putin", "Merkel", "Chavez", "Annan"]
@@ -150,11 +208,13 @@ def prepared_corpus(tmp_path_factory, tiny_config) -> tuple[Path, dict]:
     """Corpus stage output (splits, shards, meta.json) for a 40-sentence corpus."""
     from pipeline.corpus import prepare
 
-    root = tmp_path_factory.mktemp("corpus")
-    config = json.loads(json.dumps(tiny_config))
-    config["corpus"]["path"] = str(write_tiny_corpus(root / "ner_dataset.csv"))
-    meta = prepare(config, root / "out")
-    return root / "out", meta
+    def build(root: Path) -> tuple[str, dict]:
+        config = json.loads(json.dumps(tiny_config))
+        config["corpus"]["path"] = str(write_tiny_corpus(root / "ner_dataset.csv"))
+        return str(root / "out"), prepare(config, root / "out")
+
+    out, meta = built_once(tmp_path_factory, "corpus", build)
+    return Path(out), meta
 
 
 @pytest.fixture(scope="session")
@@ -164,10 +224,13 @@ def exported_bilm(tmp_path_factory, prepared_corpus) -> Path:
     from pipeline.bilm.pretrain import pretrain
 
     corpus_dir, _ = prepared_corpus
-    root = tmp_path_factory.mktemp("bilm")
-    pretrain(str(corpus_dir / "train.conll"), str(corpus_dir / "val.conll"), TINY_BILM, str(root / "model"))
-    export_bilm(root / "model", root / "hub")
-    return root / "hub"
+
+    def build(root: Path) -> str:
+        pretrain(str(corpus_dir / "train.conll"), str(corpus_dir / "val.conll"), TINY_BILM, str(root / "model"))
+        export_bilm(root / "model", root / "hub")
+        return str(root / "hub")
+
+    return Path(built_once(tmp_path_factory, "bilm", build))
 
 
 @pytest.fixture(scope="session")
@@ -176,17 +239,36 @@ def cached_shards(tmp_path_factory, prepared_corpus, exported_bilm) -> dict[str,
     from pipeline.embed import embed_shard
 
     corpus_dir, meta = prepared_corpus
-    root = tmp_path_factory.mktemp("embeddings")
     provenance = {"embedder_kind": "bilm", "corpus_sha256": meta["corpus_sha256"], "settings": "{}"}
-    shards = {}
-    for split, names in meta["shards"].items():
-        shards[split] = []
-        for name in names:
-            out = root / f"{name}.h5"
-            embed_shard(corpus_dir / "shards" / f"{name}.conll", str(exported_bilm), out, 8, "float16", provenance)
-            shards[split].append(out)
-    return shards
 
+    def build(root: Path) -> dict[str, list[str]]:
+        shards = {}
+        for split, names in meta["shards"].items():
+            shards[split] = []
+            for name in names:
+                out = root / f"{name}.h5"
+                embed_shard(corpus_dir / "shards" / f"{name}.conll", str(exported_bilm), out, 8, "float16",
+                            provenance)
+                shards[split].append(str(out))
+        return shards
+
+    return {split: [Path(p) for p in paths] for split, paths in built_once(tmp_path_factory, "shards", build).items()}
+
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
+    """The tiny tagger trained once per session with ``TINY_TRAIN`` on the cached shards; the tests that only read a
+    run directory (train_evaluate, tagger, cli) share it instead of each training their own."""
+    from pipeline.train import train
+
+    _, meta = prepared_corpus
+
+    def build(run_dir: Path) -> str:
+        train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "ner", run_dir)
+        return str(run_dir)
+
+    return Path(built_once(tmp_path_factory, "tiny-run", build))
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: What a copy of the workflow needs, and the tiny run's configuration: 40 sentences in shards of 12 give 3 train
@@ -225,7 +307,11 @@ def without_slurm_environment() -> dict:
 def tiny_workflow(tmp_path_factory) -> tuple[Path, dict]:
     """The whole Snakefile run locally on the tiny corpus, once per session: the end-to-end tests read it, and the
     Slurm test compares its cluster run with it (one local run instead of two)."""
-    workdir, config = workflow_copy(tmp_path_factory.mktemp("workflow") / "local")
-    result = run_snakemake(workdir, env=without_slurm_environment())
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return workdir, config
+    def build(root: Path) -> tuple[str, dict]:
+        workdir, config = workflow_copy(root / "local")
+        result = run_snakemake(workdir, env=without_slurm_environment())
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        return str(workdir), config
+
+    workdir, config = built_once(tmp_path_factory, "workflow", build)
+    return Path(workdir), config

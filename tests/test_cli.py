@@ -15,7 +15,7 @@ from pipeline.cli import LARGE_INPUT_BYTES, build_parser, format_table, main, sh
 from pipeline.tagger import TaggedSentence, tokens_from_words
 
 from conftest import write_tiny_corpus
-from test_tagger import stub_tagger, trained_run
+from test_tagger import stub_tagger
 
 PROJECT = Path(__file__).resolve().parent.parent
 NEWS = "Mr. Smith went to Paris on Monday. Officials met Angela Merkel in Berlin."
@@ -24,8 +24,8 @@ ANSI_CODE = re.compile(r"\033\[[0-9;]*m")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
-    return trained_run(tmp_path_factory, cached_shards, prepared_corpus)
+def run_dir(trained_run) -> Path:
+    return trained_run
 
 
 @pytest.fixture

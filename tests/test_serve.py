@@ -404,9 +404,9 @@ def skip_unless(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
+def chromium(tmp_path_factory) -> str:
     """Debian's chromium, installed with apt-get when missing (as .ci/slurm-cluster.sh installs Slurm)."""
-    wait_for_background_apt()
+    wait_for_background_apt(tmp_path_factory)
     found = shutil.which(CHROMIUM)
     if found:
         return found

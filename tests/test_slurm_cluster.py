@@ -51,7 +51,7 @@ def cluster_script(action: str, timeout: int) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster(request) -> None:
+def slurm_cluster(request, tmp_path_factory) -> None:
     """A running one-node Slurm cluster for this module; stopped afterwards whatever happened."""
     skip_unless(os.geteuid() == 0, "needs root to install and start Slurm (run as root, as CI does)")
     skip_unless(shutil.which("apt-get") is not None or shutil.which("slurmctld") is not None,
@@ -60,7 +60,7 @@ def slurm_cluster(request) -> None:
                 "snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
     # Registered before `up` so that daemons started by a failed `up` are stopped too.
     request.addfinalizer(lambda: cluster_script("down", timeout=120))
-    wait_for_background_apt()
+    wait_for_background_apt(tmp_path_factory)
     started = cluster_script("up", timeout=INSTALL_TIMEOUT_S)
     assert started.returncode == 0, f"cluster did not come up:\n{started.stdout}\n{started.stderr}"
 
@@ -89,16 +89,19 @@ def slurm_jobs() -> str:
 
 
 @pytest.fixture(scope="module")
-def both_runs(slurm_cluster, tiny_workflow, tmp_path_factory) -> tuple[Path, Path]:
+def both_runs(slurm_cluster, request, tmp_path_factory) -> tuple[Path, Path]:
     """The tiny pipeline run on the Slurm cluster, and the same pipeline run locally (the session's end-to-end run,
-    conftest.tiny_workflow, made with the same copy of the workflow and the same tiny configuration)."""
-    local_dir, _ = tiny_workflow
+    conftest.tiny_workflow, made with the same copy of the workflow and the same tiny configuration).
+
+    The local run is asked for only once the cluster run is done: under xdist another worker may be making it
+    meanwhile, and the two then overlap instead of one waiting for the other."""
     cluster_dir, _ = workflow_copy(tmp_path_factory.mktemp("slurm") / "cluster")
     cluster = run_on_cluster(cluster_dir)
     listing = slurm_jobs()
     (cluster_dir / "squeue.txt").write_text(listing)
     print(f"\nSlurm jobs of the cluster run:\n{listing}")
     assert cluster.returncode == 0, cluster.stdout[-4000:] + cluster.stderr[-6000:]
+    local_dir, _ = request.getfixturevalue("tiny_workflow")
     return cluster_dir, local_dir
 
 

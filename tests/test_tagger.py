@@ -23,20 +23,9 @@ NEWS = ("Mr. Smith said the talks were held in London on Monday. Reuters reporte
 LONG_SENTENCE_TOKENS = 500
 
 
-def trained_run(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
-    """The tiny run directory, trained once per test session (test_cli reuses it through this function)."""
-    from pipeline.train import train
-
-    run_dir = tmp_path_factory.getbasetemp() / "tagger-run"
-    if not all((run_dir / name).is_file() for name in ("model.keras", "tags.json", "embedder.json")):
-        _, meta = prepared_corpus
-        train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "ner", run_dir)
-    return run_dir
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
-    return trained_run(tmp_path_factory, cached_shards, prepared_corpus)
+def run_dir(trained_run) -> Path:
+    return trained_run
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,8 @@ from conftest import TINY_TRAIN
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, cached_shards, prepared_corpus):
-    _, meta = prepared_corpus
-    out = tmp_path_factory.mktemp("run")
-    train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN, "ner", out)
-    return out
+def run_dir(trained_run):
+    return trained_run
 
 
 def test_run_directory_holds_model_vocabulary_embedder_and_curves(run_dir):
