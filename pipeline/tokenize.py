@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Generator, Iterable, Iterator
+from typing import Generator, Iterable, Iterator, NamedTuple
 
 # --------------------------------------------------------------------------
 # Named constants
@@ -131,12 +130,14 @@ _POSSIBLE_COMBINING_MARK_RE = re.compile(r"[^\w\s\x00-\x7f]")
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One token and where it sits in the original text.
 
     Offsets (not just strings) are kept so that entity spans predicted on
-    tokens can be mapped back to the exact characters of the input.
+    tokens can be mapped back to the exact characters of the input. A named
+    tuple, not a frozen dataclass: every token of a streamed input is built
+    twice (found, then rebased to its sentence), and a tuple is built about
+    three times faster.
     """
 
     text: str
@@ -152,8 +153,8 @@ def tokenize(text: str) -> list[Token]:
     """
     matchable = _with_combining_marks_as_letters(text)
     return [
-        Token(text[match.start() : match.end()], match.start(), match.end())
-        for match in _TOKEN_RE.finditer(matchable)
+        Token(text[start:end], start, end)
+        for start, end in (match.span() for match in _TOKEN_RE.finditer(matchable))
     ]
 
 
