@@ -158,6 +158,9 @@ TINY_BILM = {
     "num_samples": 16, "batch_size": 8, "epochs": 1, "learning_rate": 0.01, "dropout": 0.0, "seed": 1,
     "extra_text": [],
 }
+#: Epochs of the session's tiny biLM: enough steps for its loss to fall (test_bilm checks that on its report), and
+#: more epochs of a 32-sentence corpus cost little next to tracing the model once.
+FIXTURE_BILM_EPOCHS = 6
 TINY_TRAIN = {
     "units": 8, "dropout": 0.0, "recurrent_dropout": 0.0, "batch_size": 5, "learning_rate": 0.01, "max_epochs": 2,
     "patience": 1, "seed": 3, "cache_in_memory_gb": 1.0, "bucket_by_length": True, "word_embedding_dim": 4,
@@ -219,14 +222,16 @@ def prepared_corpus(tmp_path_factory, tiny_config) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="session")
 def exported_bilm(tmp_path_factory, prepared_corpus) -> Path:
-    """A tiny biLM trained for one epoch and exported as an ELMo-signature SavedModel."""
+    """A tiny biLM, trained for ``FIXTURE_BILM_EPOCHS`` and exported as an ELMo-signature SavedModel; its trained
+    directory (``model``, with ``perplexity.json``) sits beside the export."""
     from pipeline.bilm.export import export_bilm
     from pipeline.bilm.pretrain import pretrain
 
     corpus_dir, _ = prepared_corpus
 
     def build(root: Path) -> str:
-        pretrain(str(corpus_dir / "train.conll"), str(corpus_dir / "val.conll"), TINY_BILM, str(root / "model"))
+        pretrain(str(corpus_dir / "train.conll"), str(corpus_dir / "val.conll"),
+                 TINY_BILM | {"epochs": FIXTURE_BILM_EPOCHS}, str(root / "model"))
         export_bilm(root / "model", root / "hub")
         return str(root / "hub")
 
@@ -271,11 +276,12 @@ def trained_run(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
     return Path(built_once(tmp_path_factory, "tiny-run", build))
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: What a copy of the workflow needs, and the tiny run's configuration: 40 sentences in shards of 12 give 3 train
-#: shards plus one val and one test shard, so several embed jobs exist.
+#: What a copy of the workflow needs, and the tiny run's configuration: 40 sentences (32 train, 4 val, 4 test) in
+#: shards of 16 give 2 train shards plus one val and one test shard, so several embed jobs exist (each one pays a
+#: Python and TensorFlow start, locally and again on the Slurm cluster, so no more than that).
 WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles")
 TINY_WORKFLOW_SENTENCES = 40
-TINY_WORKFLOW_SHARD_SIZE = 12
+TINY_WORKFLOW_SHARD_SIZE = 16
 
 
 def workflow_copy(root: Path) -> tuple[Path, dict]:

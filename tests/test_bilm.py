@@ -1,6 +1,8 @@
 """The offline biLM: character ids, learning, the exported TF-Hub signature, and direction independence."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,7 +10,7 @@ import tensorflow as tf
 from pipeline.bilm.export import char_ids_from_strings
 from pipeline.bilm.vocab import WordVocabulary, batch_char_ids, token_char_ids
 
-from conftest import TINY_BILM
+from conftest import FIXTURE_BILM_EPOCHS, TINY_BILM
 
 
 def test_char_ids_follow_the_elmo_recipe():
@@ -34,14 +36,14 @@ def test_vocabulary_orders_by_frequency_and_maps_unknown_words():
     assert vocab.ids(["a", "zzz"]).tolist() == [3, vocab.unknown_id]
 
 
-def test_pretraining_lowers_the_loss(prepared_corpus, tmp_path):
-    from pipeline.bilm.pretrain import pretrain
-
-    corpus_dir, _ = prepared_corpus
-    report = pretrain(str(corpus_dir / "train.conll"), str(corpus_dir / "val.conll"), TINY_BILM | {"epochs": 6},
-                      str(tmp_path / "bilm"))
+def test_pretraining_lowers_the_loss(exported_bilm):
+    """Read from the session's tiny biLM (conftest.exported_bilm), pretrained for FIXTURE_BILM_EPOCHS epochs."""
+    trained = exported_bilm.parent / "model"
+    report = json.loads((trained / "perplexity.json").read_text())
+    assert len(report["train_loss"]) == FIXTURE_BILM_EPOCHS
     assert report["train_loss"][-1] < report["train_loss"][0]
-    assert (tmp_path / "bilm" / "options.json").is_file() and (tmp_path / "bilm" / "vocab.txt").is_file()
+    assert report["perplexity_forward"] > 0 and report["perplexity_backward"] > 0
+    assert (trained / "options.json").is_file() and (trained / "vocab.txt").is_file()
 
 
 @pytest.fixture(scope="module")
