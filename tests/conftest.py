@@ -260,7 +260,6 @@ def cached_shards(tmp_path_factory, prepared_corpus, exported_bilm) -> dict[str,
     return {split: [Path(p) for p in paths] for split, paths in built_once(tmp_path_factory, "shards", build).items()}
 
 
-
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
     """The tiny tagger trained once per session with ``TINY_TRAIN`` on the cached shards; the tests that only read a
@@ -274,6 +273,7 @@ def trained_run(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
         return str(run_dir)
 
     return Path(built_once(tmp_path_factory, "tiny-run", build))
+
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: What a copy of the workflow needs, and the tiny run's configuration: 40 sentences (32 train, 4 val, 4 test) in
