@@ -1,8 +1,8 @@
 """Serving throughput of ``ner serve`` under concurrent clients, next to the batch throughput of the same run.
 
 First the figure of ``bench/tagging.py``, measured here in the same run: sentences per second when one large batch of
-test-split sentences is tagged in one ``pipeline.load(run).tag(texts)`` call, and the same texts tagged 32 at a time
-in-process (what 32 clients can get at most: every model call then holds 32 sentences). Then the real server is
+test-split sentences is tagged in one ``pipeline.load(run).tag(texts)`` call (TensorFlow's threads set as ``ner tag``
+and ``ner serve`` set them), and the same texts tagged 32 at a time in-process (what 32 clients can get at most: every model call then holds 32 sentences). Then the real server is
 started as a subprocess (``ner serve --port 0``) and 1, 8 and 32 concurrent clients each send single sentences, one
 request at a time, the next as soon as the answer arrives: sentences per second, the p50 and p99 latency of a
 request, and from the server's /health counters the requests per model call and how busy the model was. Concurrent
@@ -201,11 +201,15 @@ def batch_throughput(run_dir: Path, texts: list[str], repeats: int, group: int) 
     texts tagged ``group`` at a time in this process: the most a server can reach when ``group`` clients meet in
     every model call, so the served figure splits into the cost of small calls and the cost of serving."""
     import pipeline
+    from pipeline.tagger import use_inference_threads
 
+    use_inference_threads()  # as `ner tag` and `ner serve` do
     tagger = pipeline.load(run_dir)
     tagged = tagger.tag(texts)  # warm-up: graph tracing for the batch shapes
     timing = c.measure(lambda: tagger.tag(texts), repeats=repeats, warmup=0)
     groups = [texts[i : i + group] for i in range(0, len(texts), group)]
+    for members in groups:  # warm-up: the padded shapes of small calls differ from the batch's
+        tagger.tag(members)
     with c.Stopwatch() as grouped:
         grouped_sentences = sum(len(tagger.tag(members)) for members in groups)
     return {"texts": len(texts), "sentences": len(tagged), "seconds": timing.to_dict(),

@@ -9,7 +9,10 @@ The run directory is results/ner (or --run-dir). When it does not exist yet, a s
 directory: the same tagger architecture, untrained, saved with the embedder the pipeline would use (cache/bilm/hub,
 else a random-weight export of the configured biLM); speed does not depend on the weights, and the output says so.
 
-    python bench/tagging.py [--quick] [--run-dir results/ner] [--sentences N] [--single N]
+TensorFlow's threads are set as ``ner tag`` sets them (one thread per op, ``pipeline.tagger.use_inference_threads``);
+``--default-threads`` keeps TensorFlow's own defaults instead, to compare the two.
+
+    python bench/tagging.py [--quick] [--run-dir results/ner] [--sentences N] [--single N] [--default-threads]
 """
 from __future__ import annotations
 
@@ -64,13 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sentences", type=int, help="sentences in the large batch")
     p.add_argument("--single", type=int, help="single-sentence calls timed for the latency")
     p.add_argument("--repeats", type=int)
+    p.add_argument("--default-threads", action="store_true",
+                   help="keep TensorFlow's default threads instead of those ner tag sets")
     args = p.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
     sizes.update({k: getattr(args, k) for k in ("sentences", "single", "repeats") if getattr(args, k) is not None})
     machine, started = c.start(NAME, args)
 
     import pipeline
+    from pipeline.tagger import use_inference_threads
 
+    threads = "tensorflow defaults" if args.default_threads else "ner tag's (one per op)"
+    if not args.default_threads:
+        use_inference_threads()
     with c.scratch_dir(NAME) as tmp:
         if all((args.run_dir / f).is_file() for f in RUN_FILES) and not args.synthetic:
             run_dir, run_source = args.run_dir, f"real: {args.run_dir}"
@@ -104,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                   "seconds": batch.to_dict(), "sentences_per_s": out_sentences / batch.median,
                   "tokens_per_s": out_tokens / batch.median, "sentences_per_cpu_s": out_sentences / batch.median_cpu},
         "single_sentence_latency": latency, "tagger_batch_size": tagger.batch_size, "decode": tagger.decode,
+        "tensorflow_threads": threads,
     }
     print()
     print(c.table([

@@ -416,9 +416,10 @@ def tag_arguments(args: argparse.Namespace) -> int:
 
 
 def load_tagger(args: argparse.Namespace):  # noqa: ANN201 - Tagger, imported lazily with TensorFlow
-    """The run's tagger with the command's batch size and decoding."""
-    from pipeline.tagger import load
+    """The run's tagger with the command's batch size and decoding, TensorFlow's threads set for tagging first."""
+    from pipeline.tagger import load, use_inference_threads
 
+    use_inference_threads()
     return load(args.run, batch_size=args.batch_size, decode=args.decode)
 
 

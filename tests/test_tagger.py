@@ -390,3 +390,23 @@ def test_a_10_mb_input_is_streamed_with_bounded_memory():
     print(f"peak memory growth over the last 8 MB: {growth / 2**20:.1f} MiB")
     assert count + rest["count"] == total_lines
     assert growth < 64 * 1024 * 1024  # one chunk in flight, not the stream read so far
+
+
+def test_inference_threads_are_set_before_tensorflow_starts_and_left_alone_after():
+    """One thread per op for tagging, set in a fresh process; once TensorFlow has run, the call changes nothing."""
+    import subprocess
+    import sys
+
+    script = (
+        "from pipeline.tagger import use_inference_threads\n"
+        "import tensorflow as tf\n"
+        "first = use_inference_threads(3)\n"
+        "threads = (tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+        "tf.constant(1.0) + 1.0\n"
+        "print(first, threads, use_inference_threads(5), tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "True (1, 3) False 3"
