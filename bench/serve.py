@@ -2,13 +2,14 @@
 
 First the figure of ``bench/tagging.py``, measured here in the same run: sentences per second when one large batch of
 test-split sentences is tagged in one ``pipeline.load(run).tag(texts)`` call (TensorFlow's threads set as ``ner tag``
-and ``ner serve`` set them), and the same texts tagged 32 at a time in-process (what 32 clients can get at most: every model call then holds 32 sentences). Then the real server is
-started as a subprocess (``ner serve --port 0``) and 1, 8 and 32 concurrent clients each send single sentences, one
-request at a time, the next as soon as the answer arrives: sentences per second, the p50 and p99 latency of a
-request, and from the server's /health counters the requests per model call and how busy the model was. Concurrent
-requests are gathered into shared model calls, so the throughput should approach the batch figure as clients are
-added; the target is at least 70% of it at 32 clients. The clients (one asyncio thread, raw HTTP/1.1 keep-alive) run
-on the same machine as the server and take some of its CPU, which the batch figure does not pay.
+and ``ner serve`` set them), and the same texts tagged 32 at a time in-process (about what 32 clients can get: every
+model call then holds 32 sentences). Then the real server is started as a subprocess (``ner serve --port 0``) and 1, 8
+and 32 concurrent clients each send single sentences, one request at a time, the next as soon as the answer arrives:
+sentences per second, the p50 and p99 latency of a request, and from the server's /health counters the requests per
+model call and how busy the model was. Concurrent requests are gathered into shared model calls, so the throughput
+should approach the batch figure as clients are added; the target is at least 70% of it at 32 clients. The clients
+(one asyncio thread, raw HTTP/1.1 keep-alive) run on the same machine as the server and take some of its CPU, which
+the batch figure does not pay.
 
 The run directory is results/ner (or --run-dir); without a trained run, bench/tagging.py's stand-in (same
 architecture and embedder, untrained) is timed and the output says so.

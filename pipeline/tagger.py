@@ -44,7 +44,7 @@ DEFAULT_CHUNK_SENTENCES = 1024
 MAX_BATCH_TOKENS = DEFAULT_BATCH_SIZE * 256
 #: Threads one TensorFlow op may use while tagging. A tagging call is hundreds of small ops (LSTM steps over a few
 #: dozen rows); handing each op's pieces to other cores costs more than it saves, while ops that do not wait on each
-#: other (the two directions of a biLSTM, or two callers' batches) still run side by side on the inter-op threads.
+#: other (the two directions of a biLSTM) still run side by side on the inter-op threads.
 #: Measured on 2 cores (docs/serving.md): calls of 32 test sentences 107 against 91 sentences/s with TensorFlow's
 #: default, one large batch 160 against 117.
 INFERENCE_INTRA_OP_THREADS = 1
