@@ -32,19 +32,12 @@ DECODE = "bio_viterbi"
 
 
 def run_probabilities(run_dir: Path, test_shards: Sequence[str]) -> tuple[list[str], list[np.ndarray], list]:
-    """(tags, per-sentence [length, tags] probabilities, gold tags) of one run on the cached test split."""
-    import keras
+    """(tags, per-sentence [length, tags] probabilities, gold tags) of one run on the cached test split, computed by
+    the evaluate stage's own code (which also checks the shards against the run's embedder)."""
+    from pipeline.evaluate import cached_split_probabilities
 
-    from pipeline.cache import EmbeddingCache
-    from pipeline.model import uses_layers
-    from pipeline.train import predict_probabilities
-    from pipeline.words import TokenFeatures
-
-    tags = json.loads((run_dir / "tags.json").read_text())
-    model = keras.models.load_model(run_dir / "model.keras")
-    cache = EmbeddingCache(test_shards, in_memory=True)
-    cache.use_features(TokenFeatures.load(run_dir), uses_layers(model))
-    return tags, predict_probabilities(model, cache), cache.column("tags")
+    tags, probabilities, cache = cached_split_probabilities(Path(run_dir), test_shards)
+    return tags, probabilities, cache.column("tags")
 
 
 def entity_f1(gold: list, probabilities: Sequence[np.ndarray], tags: Sequence[str]) -> dict:

@@ -61,6 +61,18 @@ def token_level_metrics(gold: list[list[str]], predicted: list[list[str]]) -> di
             "per_tag": {t: {"accuracy": c / n, "support": n} for t, (c, n) in sorted(per_tag.items())}}
 
 
+def cached_split_probabilities(run_dir: Path, test_shards: Sequence[str]) -> tuple[list[str], list, EmbeddingCache]:
+    """(tags, per-sentence [length, tags] probabilities, the cache) of the run's model on the cached test shards,
+    after checking that the shards come from the embedder and corpus the run was trained on."""
+    tags = json.loads((run_dir / "tags.json").read_text())
+    embedder = json.loads((run_dir / "embedder.json").read_text())
+    cache = EmbeddingCache(test_shards, in_memory=True)
+    check_shards_agree(cache.infos, {k: embedder[k] for k in ("embedder_handle", "width", "corpus_sha256")})
+    model = keras.models.load_model(run_dir / MODEL_FILE)
+    cache.use_features(TokenFeatures.load(run_dir), uses_layers(model))
+    return tags, predict_probabilities(model, cache), cache
+
+
 def evaluate(run_dir: str | Path, test_shards: Sequence[str], decode_method: str, out_dir: str | Path) -> dict:
     """Tag the cached test split with the run's model and write metrics, report and predictions to ``out_dir``.
 
@@ -69,15 +81,9 @@ def evaluate(run_dir: str | Path, test_shards: Sequence[str], decode_method: str
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tags = json.loads((run_dir / "tags.json").read_text())
-    embedder = json.loads((run_dir / "embedder.json").read_text())
-    cache = EmbeddingCache(test_shards, in_memory=True)
-    check_shards_agree(cache.infos, {k: embedder[k] for k in ("embedder_handle", "width", "corpus_sha256")})
     summary_file = run_dir / "training_summary.json"
     task = get_task(json.loads(summary_file.read_text()).get("task", "ner") if summary_file.is_file() else "ner")
-    model = keras.models.load_model(run_dir / MODEL_FILE)
-    cache.use_features(TokenFeatures.load(run_dir), uses_layers(model))
-    probabilities = predict_probabilities(model, cache)
+    tags, probabilities, cache = cached_split_probabilities(run_dir, test_shards)
     decode_method = decode_method if task.decode == "bio_viterbi" else task.decode
     predicted = decode_all(probabilities, tags, decode_method)
     gold = cache.column(task.column)
