@@ -98,3 +98,51 @@ def test_a_seed_ensemble_decodes_the_averaged_probabilities(monkeypatch):
     scored = ensemble.score_group(["unsure", "sure"], [])
     assert [member["f1"] for member in scored["members"]] == [1.0, 0.0]
     assert scored["ensemble"]["f1"] == 0.0 and scored["gain"] == -0.5
+
+
+def test_weight_averaging_swaps_in_the_moving_average_and_back():
+    """Inside ``averaged_weights`` the model holds m * average + (1 - m) * weights, updated after every step (the
+    first step starts the average at the weights); outside it the raw weights training goes on from."""
+    import keras
+    import numpy as np
+
+    from pipeline.train import averaged_weights, compile_tagger
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    compile_tagger(model, learning_rate=0.1, weight_averaging=0.5)
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.arange(8) % 3
+    expected = None
+    for _ in range(3):
+        model.train_on_batch(x, y)
+        raw = [w.numpy().copy() for w in model.trainable_variables]
+        expected = raw if expected is None else [0.5 * e + 0.5 * r for e, r in zip(expected, raw)]
+    with averaged_weights(model):
+        inside = [w.numpy().copy() for w in model.trainable_variables]
+    for got, want, current in zip(inside, expected, raw):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(got, current)
+    for after, current in zip(model.trainable_variables, raw):
+        np.testing.assert_array_equal(after.numpy(), current)
+
+
+def test_weight_averaging_keeps_the_average_and_checkpoints_the_raw_weights(tmp_path, cached_shards, prepared_corpus):
+    """The run's model is the averaged one that was validated; the resumable checkpoint keeps the raw weights and,
+    in its optimizer, the averages."""
+    import keras
+    import numpy as np
+
+    _, meta = prepared_corpus
+    settings = TINY_TRAIN | {"max_epochs": 1, "weight_averaging": 0.9}
+    train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "ner", tmp_path)
+    kept = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    from pipeline.train import averaged_weights
+
+    resumable = keras.models.load_model(tmp_path / "checkpoint" / "model.keras")
+    assert resumable.optimizer.use_ema
+    raw = [w.numpy().copy() for w in resumable.trainable_variables]
+    with averaged_weights(resumable):
+        averaged = [w.numpy().copy() for w in resumable.trainable_variables]
+    for got, want in zip([w.numpy() for w in kept.trainable_variables], averaged):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert any(not np.allclose(a, r) for a, r in zip(averaged, raw))
