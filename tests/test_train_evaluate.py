@@ -132,12 +132,12 @@ def test_weight_averaging_keeps_the_average_and_checkpoints_the_raw_weights(tmp_
     import keras
     import numpy as np
 
+    from pipeline.train import averaged_weights
+
     _, meta = prepared_corpus
     settings = TINY_TRAIN | {"max_epochs": 1, "weight_averaging": 0.9}
     train(cached_shards["train"], cached_shards["val"], meta["tags"], settings, "ner", tmp_path)
     kept = keras.models.load_model(tmp_path / "model.keras", compile=False)
-    from pipeline.train import averaged_weights
-
     resumable = keras.models.load_model(tmp_path / "checkpoint" / "model.keras")
     assert resumable.optimizer.use_ema
     raw = [w.numpy().copy() for w in resumable.trainable_variables]
