@@ -58,17 +58,27 @@ class LengthMask(keras.layers.Layer):
         return ops.expand_dims(ops.arange(time, dtype="int32"), 0) < ops.expand_dims(ops.cast(lengths, "int32"), 1)
 
 
+#: Dropout mask shape [batch, time, features] of locked dropout: one mask per sentence, shared by its time steps.
+LOCKED_NOISE_SHAPE = (None, 1, None)
+
+
 def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0,
-                         activation: str | None = "softmax"):
+                         activation: str | None = "softmax", locked_dropout: bool = False):
     """Dropout, two biLSTM layers with a residual connection between them, per-token softmax over the tags (or, with
-    ``activation=None``, the raw per-token tag scores a CRF layer takes)."""
-    x = keras.layers.Dropout(dropout, name="features_dropout")(features)
+    ``activation=None``, the raw per-token tag scores a CRF layer takes).
+
+    ``locked_dropout``: drop the same features at every time step of a sentence (variational dropout, Gal and
+    Ghahramani 2016; flair's LockedDropout) instead of a fresh mask per token, so the LSTMs cannot route around a
+    dropped feature through a neighbouring token.
+    """
+    noise_shape = LOCKED_NOISE_SHAPE if locked_dropout else None
+    x = keras.layers.Dropout(dropout, noise_shape=noise_shape, name="features_dropout")(features)
     first = keras.layers.Bidirectional(
         keras.layers.LSTM(units, return_sequences=True, recurrent_dropout=recurrent_dropout), name="bilstm_1"
     )(x, mask=mask)
     second = keras.layers.Bidirectional(
         keras.layers.LSTM(units, return_sequences=True, recurrent_dropout=recurrent_dropout), name="bilstm_2"
-    )(keras.layers.Dropout(dropout, name="between_dropout")(first), mask=mask)
+    )(keras.layers.Dropout(dropout, noise_shape=noise_shape, name="between_dropout")(first), mask=mask)
     residual = keras.layers.Add(name="residual")([first, second])
     return keras.layers.Dense(n_tags, activation=activation, name="tags")(residual)
 
@@ -137,7 +147,8 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
                  use_layers: bool = True, word_dropout: float = 0.0, char_vocabulary_size: int = 0,
                  char_dim: int = 0, char_filters: int = 0, char_kernel: int = 3, casing_dim: int = 0,
                  vectors_shape: tuple[int, int] | None = None, seed: int | None = None,
-                 output: str = "softmax", tags: Sequence[str] | None = None) -> keras.Model:
+                 output: str = "softmax", tags: Sequence[str] | None = None,
+                 locked_dropout: bool = False) -> keras.Model:
     """Functional model from token features to tag probabilities [b, t, tags].
 
     Inputs: ``layers`` [b, t, 3, width] (the cached ELMo activations, mixed by ScalarMix; absent when
@@ -184,10 +195,12 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
     mask = LengthMask(name="mask")(lengths, parts[0])
     features = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="token_features")(parts)
     if output == "crf":
-        scores = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout, activation=None)
+        scores = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout, activation=None,
+                                      locked_dropout=locked_dropout)
         probabilities = CRF(*bio_transition_masks(tags), name="crf")(scores, lengths)
     else:
-        probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout)
+        probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout,
+                                             locked_dropout=locked_dropout)
     return keras.Model(inputs, probabilities, name="residual_bilstm_tagger")
 
 

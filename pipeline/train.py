@@ -279,6 +279,7 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
                              settings["recurrent_dropout"], len(features.words or []), settings["word_embedding_dim"],
                              train_cache.dtype, use_layers=use_layers, seed=settings["seed"],
                              output=settings.get("output", "softmax"), tags=tags,
+                             locked_dropout=settings.get("locked_dropout", False),
                              **feature_model_options(features, settings, vectors))
         if vectors is not None:
             set_pretrained_vectors(model, vectors.matrix)

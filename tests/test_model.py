@@ -58,3 +58,25 @@ def test_float16_layers_are_mixed_in_float32_and_predict_as_the_float32_model_do
     np.testing.assert_allclose(from_half, from_full, atol=1e-6)
     half.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     assert np.isfinite(half.train_on_batch({"layers": layers, "lengths": lengths}, np.zeros((2, 4), "int32")))
+
+
+def dropped_positions(model: keras.Model, name: str, batch: int = 3, time: int = 6, width: int = 40) -> np.ndarray:
+    """Which [batch, time, width] entries the model's dropout layer ``name`` zeroes in one training-mode call."""
+    ones = np.ones((batch, time, width), "float32")
+    return np.asarray(model.get_layer(name)(ones, training=True)) == 0.0
+
+
+def test_locked_dropout_drops_the_same_features_at_every_time_step_of_a_sentence():
+    keras.utils.set_random_seed(0)
+    locked = build_tagger(width=4, n_tags=3, units=4, dropout=0.5, locked_dropout=True)
+    for name in ("features_dropout", "between_dropout"):
+        dropped = dropped_positions(locked, name)
+        assert 0.2 < dropped.mean() < 0.8
+        assert (dropped == dropped[:, :1, :]).all(), f"{name}: the mask differs between time steps"
+        assert (dropped[0] != dropped[1]).any(), f"{name}: every sentence got the same mask"
+
+
+def test_dropout_draws_a_fresh_mask_per_token_unless_locked():
+    keras.utils.set_random_seed(0)
+    dropped = dropped_positions(build_tagger(width=4, n_tags=3, units=4, dropout=0.5), "features_dropout")
+    assert (dropped != dropped[:, :1, :]).any()

@@ -146,3 +146,17 @@ def test_weight_averaging_keeps_the_average_and_checkpoints_the_raw_weights(tmp_
     for got, want in zip([w.numpy() for w in kept.trainable_variables], averaged):
         np.testing.assert_allclose(got, want, rtol=1e-6)
     assert any(not np.allclose(a, r) for a, r in zip(averaged, raw))
+
+
+def test_locked_dropout_setting_reaches_the_saved_model(tmp_path, cached_shards, prepared_corpus):
+    """``train.locked_dropout`` builds the tagger with one dropout mask per sentence, and the saved run keeps it."""
+    import keras
+
+    from pipeline.model import LOCKED_NOISE_SHAPE
+
+    _, meta = prepared_corpus
+    train(cached_shards["train"], cached_shards["val"], meta["tags"], TINY_TRAIN | {"max_epochs": 1,
+          "locked_dropout": True}, "ner", tmp_path)
+    kept = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    for name in ("features_dropout", "between_dropout"):
+        assert tuple(kept.get_layer(name).noise_shape) == LOCKED_NOISE_SHAPE
