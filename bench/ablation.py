@@ -36,6 +36,7 @@ ROWS: dict[str, dict] = {
     "no_vectors": {"vectors": None},
     "no_word_dropout": {"word_dropout": 0.0},
     "weight_averaging": {"weight_averaging": 0.998},
+    "no_weight_averaging": {"weight_averaging": None, "patience": 2},
     "locked_dropout": {"locked_dropout": True},
     "no_chars_no_vectors": {"char_embedding_dim": 0, "casing_dim": 0, "vectors": None, "word_dropout": 0.0},
     "words_only": {"use_elmo": False, "char_embedding_dim": 0, "casing_dim": 0, "vectors": None, "word_dropout": 0.0},

@@ -167,6 +167,8 @@ TINY_TRAIN = {
     "min_word_count": 1, "max_batch_shapes": 3, "use_elmo": True, "word_dropout": 0.1, "char_embedding_dim": 4,
     "char_filters": 4, "char_kernel": 3, "max_chars_per_token": 8, "casing_dim": 2, "vectors": None,
     "max_vectors": None, "max_train_sentences": None, "subsample_seed": 0, "output": "softmax",
+    # A tiny run takes a few dozen steps: an average over ~500 steps would still be the first step's weights.
+    "weight_averaging": None,
 }
 
 
