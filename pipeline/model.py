@@ -194,13 +194,11 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
         raise ValueError("the tagger needs at least one token feature (ELMo layers, words, vectors or characters)")
     mask = LengthMask(name="mask")(lengths, parts[0])
     features = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="token_features")(parts)
-    if output == "crf":
-        scores = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout, activation=None,
-                                      locked_dropout=locked_dropout)
-        probabilities = CRF(*bio_transition_masks(tags), name="crf")(scores, lengths)
-    else:
-        probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout,
-                                             locked_dropout=locked_dropout)
+    probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout,
+                                         activation=None if output == "crf" else "softmax",
+                                         locked_dropout=locked_dropout)
+    if output == "crf":  # the head gave raw per-token scores: the CRF turns them into tag marginals
+        probabilities = CRF(*bio_transition_masks(tags), name="crf")(probabilities, lengths)
     return keras.Model(inputs, probabilities, name="residual_bilstm_tagger")
 
 
