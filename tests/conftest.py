@@ -155,8 +155,9 @@ FILLER = ["the", "officials", "said", "NaN", "NA", "talks", "were", "held", "in"
 TINY_BILM = {
     "char_embedding_dim": 4, "max_chars_per_token": 12, "filters": [[1, 4], [2, 4], [3, 8]], "highway_layers": 1,
     "projection_dim": 8, "cell_dim": 16, "cell_clip": 3.0, "projection_clip": 3.0, "min_word_count": 1,
-    "num_samples": 16, "batch_size": 8, "epochs": 1, "learning_rate": 0.01, "dropout": 0.0, "seed": 1,
-    "extra_text": [],
+    "num_samples": 16, "batch_size": 4, "epochs": 1, "learning_rate": 0.01, "dropout": 0.0, "seed": 1,
+    "unlabelled_text": [], "init": None, "max_vocabulary": None, "row_tokens": 24, "shuffle_buffer": 64,
+    "pool_batches": 4, "checkpoint_minutes": 5, "max_tokens": None, "jit_compile": False,
 }
 #: Epochs of the session's tiny biLM: enough steps for its loss to fall (test_bilm checks that on its report), and
 #: more epochs of a 32-sentence corpus cost little next to tracing the model once.

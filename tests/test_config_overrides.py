@@ -27,10 +27,10 @@ def test_the_readme_override_becomes_typed_and_validates():
 
 def test_booleans_nulls_lists_and_exponents():
     parsed = overrides('train={"bucket_by_length": false, "max_train_sentences": null, "learning_rate": 1e-3}',
-                       'bilm={"filters": [[1, 4], [2, 8]], "extra_text": ["a.txt"]}',
+                       'bilm={"filters": [[1, 4], [2, 8]], "unlabelled_text": ["a.txt"]}',
                        'corpus={"path": null, "encoding": "utf-8"}')
     assert parsed["train"] == {"bucket_by_length": False, "max_train_sentences": None, "learning_rate": 0.001}
-    assert parsed["bilm"] == {"filters": [[1, 4], [2, 8]], "extra_text": ["a.txt"]}
+    assert parsed["bilm"] == {"filters": [[1, 4], [2, 8]], "unlabelled_text": ["a.txt"]}
     assert parsed["corpus"] == {"path": None, "encoding": "utf-8"}
 
 

@@ -87,6 +87,9 @@ class ProjectedLSTMCell(keras.layers.Layer):
 
     def call(self, input_gates, states, training=None):
         hidden, cell = states
+        if input_gates.shape[-1] == 4 * self.cell_dim + 1:  # a last column of 1s marks where a new sentence starts
+            keep = 1.0 - input_gates[:, -1:]
+            input_gates, hidden, cell = input_gates[:, :-1], hidden * keep, cell * keep
         gates = input_gates + ops.matmul(hidden, self.recurrent_kernel)
         i, f, g, o = ops.split(gates, 4, axis=-1)
         cell = ops.sigmoid(f) * cell + ops.sigmoid(i) * ops.tanh(g)
@@ -117,11 +120,16 @@ class ProjectedLSTM(keras.layers.Layer):
         self.recurrence = keras.layers.RNN(cell, return_sequences=True)
         self.supports_masking = True
 
-    def call(self, inputs, mask=None):
+    def call(self, inputs, mask=None, resets=None):
+        """``resets`` [b, t] (1.0 where a sentence starts, training rows packed with several sentences): the state is
+        zeroed there, so each sentence is read as if alone, as embedding reads it. Padding needs no mask: it only
+        follows a row's tokens (the backward LM's rows are reversed within their length), so it never reaches them."""
         gates = self.input_gates(inputs)
         if self.recurrence_runner is not None and mask is not None:
             return self.recurrence_runner(self.recurrence.cell, gates, mask)
-        return self.recurrence(gates, mask=mask)
+        if resets is not None:
+            gates = ops.concatenate([gates, ops.expand_dims(ops.cast(resets, gates.dtype), -1)], axis=-1)
+        return self.recurrence(gates)
 
 
 def reverse_within_length(x, lengths):
@@ -132,6 +140,14 @@ def reverse_within_length(x, lengths):
     index = ops.where(positions < lengths, lengths - 1 - positions, positions)
     index = ops.broadcast_to(ops.expand_dims(index, -1), ops.shape(x))
     return ops.take_along_axis(x, index, axis=1)
+
+
+def sentence_ends(starts, lengths):
+    """[b, t] 1.0 at the last token of each sentence, given 1.0 at each sentence's first token and the row lengths."""
+    starts = ops.cast(starts, "float32")
+    following = ops.concatenate([starts[:, 1:], ops.zeros_like(starts[:, :1])], axis=1)
+    last = ops.expand_dims(ops.arange(ops.shape(starts)[1], dtype="int32"), 0) == ops.expand_dims(lengths - 1, 1)
+    return ops.maximum(following, ops.cast(last, "float32"))
 
 
 class BiLM(keras.Model):
@@ -153,20 +169,23 @@ class BiLM(keras.Model):
         self.backward_layers = [ProjectedLSTM(*lstm_args, name=f"backward_lstm_{k}") for k in (1, 2)]
         self.dropout = keras.layers.Dropout(options.get("dropout", 0.0))
 
-    def run_direction(self, layers, inputs, mask, training):
+    def run_direction(self, layers, inputs, mask, training, resets=None):
         """Two LSTMP layers with a residual connection from the first to the second."""
-        first = layers[0](self.dropout(inputs, training=training), mask=mask)
-        second = layers[1](self.dropout(first, training=training), mask=mask) + first
+        first = layers[0](self.dropout(inputs, training=training), mask=mask, resets=resets)
+        second = layers[1](self.dropout(first, training=training), mask=mask, resets=resets) + first
         return [first, second]
 
-    def call(self, char_ids, training=False):
+    def call(self, char_ids, training=False, starts=None):
+        """``starts`` [b, t] (optional): 1 at the first token of each sentence of a row packed with several."""
         mask = char_ids[:, :, 0] > 0
         lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-        keep = ops.expand_dims(ops.cast(mask, "float32"), -1)
+        keep = ops.expand_dims(ops.cast(mask, self.compute_dtype), -1)
         word_emb = self.encoder(char_ids) * keep
-        forward = self.run_direction(self.forward_layers, word_emb, mask, training)
+        forward = self.run_direction(self.forward_layers, word_emb, mask, training, starts)
         reversed_emb = reverse_within_length(word_emb, lengths)
-        backward = self.run_direction(self.backward_layers, reversed_emb, mask, training)
+        backward_starts = None if starts is None else reverse_within_length(
+            ops.expand_dims(sentence_ends(starts, lengths), -1), lengths)[:, :, 0]
+        backward = self.run_direction(self.backward_layers, reversed_emb, mask, training, backward_starts)
         backward = [reverse_within_length(layer, lengths) for layer in backward]
         return {
             "word_emb": word_emb,
@@ -220,7 +239,7 @@ class SampledSoftmaxLM(keras.Model):
         return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
 
     def call(self, inputs, training=False):
-        outputs = self.bilm(inputs["char_ids"], training=training)
+        outputs = self.bilm(inputs["char_ids"], training=training, starts=inputs.get("starts"))
         return {"forward": outputs["forward"][1], "backward": outputs["backward"][1], "mask": outputs["mask"]}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -230,6 +249,6 @@ class SampledSoftmaxLM(keras.Model):
         negatives = self.sample_negatives()
         losses = []
         for direction, targets in (("forward", x["next_ids"]), ("backward", x["previous_ids"])):
-            hidden = ops.reshape(y_pred[direction], (-1, width))
+            hidden = ops.cast(ops.reshape(y_pred[direction], (-1, width)), "float32")  # the softmax stays float32
             losses.append(self.sampled_loss(hidden, ops.reshape(targets, (-1,)), weights, negatives))
         return 0.5 * (losses[0] + losses[1])

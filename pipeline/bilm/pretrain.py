@@ -1,86 +1,137 @@
-"""Pretrain the offline biLM on the training split's words (never validation or test text) and measure it.
+"""Pretrain the offline biLM on streamed text (the training split plus any unlabelled text), resumably, and measure it.
 
-Writes ``weights.weights.h5``, ``options.json`` (everything needed to rebuild the graph without this config) and
-``vocab.txt`` to the output directory, plus ``perplexity.json``: validation perplexity of each direction next to a
-unigram model over the same vocabulary, the number that says whether the LM learned anything.
+Text never enters memory whole: :class:`pipeline.bilm.text.SentenceStream` feeds pools of sentences that are sorted
+by length and cut into batches (little padding), and the loop trains one batch at a time. Every
+``checkpoint_minutes`` it writes a checkpoint at a pool boundary (variables, optimizer state, position in the stream),
+so a run killed at any point resumes exactly after the last pool it finished: within a pass no sentence is seen twice
+or skipped. With ``init`` set the run starts from a released biLM (its vocabulary and weights) instead of random
+weights: one pass over the corpus's own text is then a domain adaptation of a biLM that has read far more.
+
+The output directory holds ``weights.weights.h5``, ``options.json`` (everything needed to rebuild the graph without
+this config), ``vocab.txt`` and ``perplexity.json``: validation perplexity of each direction next to a unigram model
+over the same vocabulary, the number that says whether the LM learned anything.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
 
-from pipeline.batching import length_buckets, padded_length, shape_probes_first, shuffled_batches
-from pipeline.bilm.model import BiLM, SampledSoftmaxLM
-from pipeline.bilm.vocab import WordVocabulary, batch_char_ids
+from pipeline.batching import length_buckets, padded_length
+from pipeline.bilm.checkpoint import (VARIABLES_FILE, load_variables, read_checkpoint_state, save_checkpoint)
+from pipeline.bilm.model import SampledSoftmaxLM
+from pipeline.bilm.text import SentenceStream, expand_text_sources
+from pipeline.bilm.vocab import ID_SHIFT, WordVocabulary, token_char_ids
 from pipeline.corpus import read_conll
 from pipeline.logs import atomic_path, get_logger
-from pipeline.progress import KerasProgress
+from pipeline.progress import Progress, progress
 
 log = get_logger(__name__)
 OPTION_KEYS = (
     "char_embedding_dim", "max_chars_per_token", "filters", "highway_layers", "projection_dim", "cell_dim",
     "cell_clip", "projection_clip",
 )
+#: Settings that change how a run goes but not what it computes: a checkpoint stays valid when only these change.
+OPERATIONAL_KEYS = ("checkpoint_minutes", "jit_compile", "epochs", "max_tokens")
 PERPLEXITY_BATCH = 256
+CHAR_WIDTH_ROUNDING = 16
+KERAS_WEIGHTS_FILE = "weights.weights.h5"
+PAUSED_EXIT_STATUS = 3
 
 
-def read_extra_text(paths: Sequence[str]) -> list[list[str]]:
-    """Unlabelled sentences: one per line, tokens separated by whitespace; blank lines ignored."""
-    sentences = []
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            sentences += [line.split() for line in handle if line.strip()]
-    return sentences
+def char_width(sentences: Iterable[Sequence[str]], options: dict) -> int:
+    """Characters per token a batch needs for the same token vectors as ``max_chars_per_token``: why it is exact.
+
+    A token of L bytes is [begin, L bytes, end, padding...]. Max-pooling a width-w filter sees the same set of windows
+    (token windows, windows straddling its end, an all-padding window) once at least w padding positions follow the
+    end marker, so any width >= L + 2 + widest filter gives the token's full-width vector. Most batches hold no token
+    longer than 21 bytes and need 32 of the 50 characters; rounding to 16 keeps the compiled shapes to three.
+    """
+    full = options["max_chars_per_token"]
+    longest = max((len(token.encode("utf-8")) for sentence in sentences for token in sentence), default=0)
+    needed = longest + 2 + max(width for width, _ in options["filters"])
+    return min(full, -(-needed // CHAR_WIDTH_ROUNDING) * CHAR_WIDTH_ROUNDING)
 
 
-def language_model_targets(sentences: Sequence[Sequence[str]], vocab: WordVocabulary, length: int):
-    """Next-word and previous-word ids [b, length]; ``</S>`` after the last word and ``<S>`` before the first."""
-    next_ids = np.zeros((len(sentences), length), dtype=np.int32)
-    previous_ids = np.zeros((len(sentences), length), dtype=np.int32)
-    for row, sentence in enumerate(sentences):
-        ids = vocab.ids(sentence)
-        n = len(ids)
-        next_ids[row, :n] = np.append(ids[1:], vocab.end_id)
-        previous_ids[row, :n] = np.insert(ids[:-1], 0, vocab.begin_id)
-    return next_ids, previous_ids
+def pack_rows(sentences: Sequence[list[str]], row_tokens: int) -> list[list[list[str]]]:
+    """Sentences packed into rows of at most ``row_tokens`` tokens (best fit, longest first): rows are nearly full,
+    so a fixed [rows, row_tokens] batch shape wastes little on padding and is compiled once."""
+    rows: list[list[list[str]]] = []
+    room: list[list[int]] = [[] for _ in range(row_tokens + 1)]  # room[r]: rows with exactly r tokens free
+    for sentence in sorted(sentences, key=len, reverse=True):
+        need = len(sentence)
+        fits = next((r for r in range(need, row_tokens + 1) if room[r]), None)
+        if fits is None:
+            rows.append([])
+            index, fits = len(rows) - 1, row_tokens
+        else:
+            index = room[fits].pop()
+        rows[index].append(sentence)
+        room[fits - need].append(index)
+    return rows
 
 
-class LanguageModelBatches(keras.utils.PyDataset):
-    """Length-bucketed batches of character ids and LM targets, reshuffled every epoch."""
+def lm_batch(rows: Sequence[Sequence[Sequence[str]]], vocab: WordVocabulary, options: dict, shape: tuple[int, int]
+             ) -> dict:
+    """Model inputs of ``rows`` (each a list of sentences read one after another), padded to ``shape`` = (rows,
+    tokens per row); empty rows carry no loss. ``starts`` marks each sentence's first token, where the LSTM state
+    is reset; the targets are each sentence's own next and previous words (``</S>`` and ``<S>`` at its ends)."""
+    height, length = shape
+    full = options["max_chars_per_token"]
+    width = char_width((sentence for row in rows for sentence in row), options)
+    char_ids = np.zeros((height, length, width), dtype=np.int32)
+    next_ids = np.zeros((height, length), dtype=np.int32)
+    previous_ids = np.zeros((height, length), dtype=np.int32)
+    starts = np.zeros((height, length), dtype=np.float32)
+    for r, row in enumerate(rows):
+        col = 0
+        for sentence in row:
+            ids = vocab.ids(sentence)
+            n = len(ids)
+            for offset, token in enumerate(sentence):
+                char_ids[r, col + offset] = token_char_ids(token, full)[:width]  # only padding is cut (char_width)
+            next_ids[r, col:col + n] = np.append(ids[1:], vocab.end_id)
+            previous_ids[r, col:col + n] = np.insert(ids[:-1], 0, vocab.begin_id)
+            starts[r, col] = 1.0
+            col += n
+    return {"char_ids": char_ids, "next_ids": next_ids, "previous_ids": previous_ids, "starts": starts}
 
-    def __init__(self, sentences, vocab: WordVocabulary, options: dict, batch_size: int, seed: int):
-        super().__init__()
-        self.sentences = sentences
-        self.vocab = vocab
-        self.max_chars = options["max_chars_per_token"]
-        self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed)
-        self.lengths = [len(s) for s in sentences]
-        self.batches = shape_probes_first(shuffled_batches(self.lengths, batch_size, self.rng), self.lengths)
 
-    def __len__(self) -> int:
-        return len(self.batches)
+def pools(sentences: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
+    """Consecutive lists of ``size`` sentences (the last one shorter)."""
+    pool: list[list[str]] = []
+    for sentence in sentences:
+        pool.append(sentence)
+        if len(pool) == size:
+            yield pool
+            pool = []
+    if pool:
+        yield pool
 
-    def __getitem__(self, index: int):
-        members = [self.sentences[i] for i in self.batches[index]]
-        length = padded_length(max(len(s) for s in members))
-        next_ids, previous_ids = language_model_targets(members, self.vocab, length)
-        return {
-            "char_ids": batch_char_ids(members, self.max_chars, length),
-            "next_ids": next_ids,
-            "previous_ids": previous_ids,
-        }
 
-    def on_epoch_end(self) -> None:
-        self.batches = shuffled_batches(self.lengths, self.batch_size, self.rng)
+def pool_batches(pool: list[list[str]], settings: dict, rng: np.random.Generator) -> list[list[list[list[str]]]]:
+    """The pool packed into rows, the rows shuffled and cut into batches of ``batch_size`` rows."""
+    rows = pack_rows(pool, settings["row_tokens"])
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    size = settings["batch_size"]
+    return [rows[start:start + size] for start in range(0, len(rows), size)]
+
+
+def text_digest(previous: str, pool: Sequence[Sequence[str]]) -> str:
+    """A running hash of the sentences a pass has consumed, in order: two runs that read the same text in the same
+    order (a killed and resumed run against an uninterrupted one) end a pass with the same digest."""
+    text = "\n".join(" ".join(sentence) for sentence in pool)
+    return hashlib.sha256(f"{previous}\n{text}".encode("utf-8")).hexdigest()
 
 
 def model_options(settings: dict) -> dict:
@@ -88,20 +139,33 @@ def model_options(settings: dict) -> dict:
     return {key: settings[key] for key in OPTION_KEYS}
 
 
-def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVocabulary, max_chars: int) -> dict:
+def count_words(stream: SentenceStream) -> tuple[Counter, int, int]:
+    """Word counts, sentences and tokens of one pass (in file order: counting needs no shuffle)."""
+    counts: Counter = Counter()
+    sentences = tokens = 0
+    for sentence in progress(stream.unshuffled(stream.files), "counting words", unit="sentence"):
+        counts.update(sentence)
+        sentences += 1
+        tokens += len(sentence)
+    stream.problems.warn()
+    return counts, sentences, tokens
+
+
+def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVocabulary, options: dict) -> dict:
     """Summed full-softmax log-likelihood of the true next/previous words, per direction, and the token count."""
-    weights = keras.ops.convert_to_numpy(model.softmax_weights)
-    bias = keras.ops.convert_to_numpy(model.softmax_bias)
+    weights = keras.ops.convert_to_numpy(model.softmax_weights).astype(np.float32)
+    bias = keras.ops.convert_to_numpy(model.softmax_bias).astype(np.float32)
     totals = {"forward": 0.0, "backward": 0.0}
     count = 0
-    for batch in length_buckets([len(s) for s in sentences], PERPLEXITY_BATCH):
+    batches = length_buckets([len(s) for s in sentences], PERPLEXITY_BATCH)
+    for batch in progress(batches, "validation perplexity", total=len(batches), unit="batch"):
         members = [sentences[i] for i in batch]
-        length = padded_length(max(len(s) for s in members))
-        outputs = model.bilm(batch_char_ids(members, max_chars, length), training=False)
+        inputs = lm_batch([[sentence] for sentence in members], vocab, options,
+                          (len(members), padded_length(max(len(s) for s in members))))
+        outputs = model.bilm(inputs["char_ids"], training=False)
         mask = keras.ops.convert_to_numpy(outputs["mask"])
-        next_ids, previous_ids = language_model_targets(members, vocab, length)
-        for direction, targets in (("forward", next_ids), ("backward", previous_ids)):
-            hidden = keras.ops.convert_to_numpy(outputs[direction][1])[mask]
+        for direction, targets in (("forward", inputs["next_ids"]), ("backward", inputs["previous_ids"])):
+            hidden = keras.ops.convert_to_numpy(outputs[direction][1])[mask].astype(np.float32)
             logits = hidden @ weights.T + bias
             logits -= logits.max(axis=1, keepdims=True)
             log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
@@ -110,44 +174,213 @@ def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVoc
     return {"totals": totals, "tokens": count}
 
 
-def unigram_perplexity(train: Sequence[Sequence[str]], evaluation: Sequence[Sequence[str]], vocab: WordVocabulary) -> float:
+def unigram_perplexity(counts: Counter, sentences: int, evaluation: Sequence[Sequence[str]],
+                       vocab: WordVocabulary) -> float:
     """Perplexity of an add-one unigram model over the same vocabulary (and the same targets incl. ``</S>``)."""
-    counts = np.ones(len(vocab))
-    for sentence in train:
-        np.add.at(counts, vocab.ids(sentence), 1)
-        counts[vocab.end_id] += 1
-    log_probs = np.log(counts / counts.sum())
+    frequencies = np.ones(len(vocab))
+    for word, count in counts.items():
+        frequencies[vocab.index.get(word, vocab.unknown_id)] += count
+    frequencies[vocab.end_id] += sentences
+    log_probs = np.log(frequencies / frequencies.sum())
     total = sum(log_probs[vocab.ids(s)].sum() for s in evaluation)
     n = sum(len(s) for s in evaluation)
     return float(math.exp(-total / max(n, 1)))
 
 
-def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str) -> dict:
-    """Train the biLM, save it with its options and vocabulary, and return the perplexity report."""
-    keras.utils.set_random_seed(settings["seed"])
-    started = time.time()
-    train = [s.words for s in read_conll(train_path)] + read_extra_text(settings.get("extra_text", []))
-    val = [s.words for s in read_conll(val_path)]
-    vocab = WordVocabulary.from_sentences(train, settings["min_word_count"])
+def run_fingerprint(settings: dict, files: Sequence[Path]) -> str:
+    """What a checkpoint belongs to: the settings that shape the run and the text files (names and sizes)."""
+    shaping = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
+    text = [(str(path), path.stat().st_size) for path in files]
+    return hashlib.sha256(json.dumps([shaping, text], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def starting_point(settings: dict, counts: Counter) -> tuple[dict, WordVocabulary, Path | None, dict]:
+    """Options, vocabulary and weights file to start from: the released biLM of ``init``, or random weights with a
+    vocabulary of the counted text. The last item is the released model's record (tokens it has seen, ...)."""
     options = model_options(settings) | {"dropout": settings["dropout"]}
-    log.info("biLM: %d training sentences, vocabulary %d words", len(train), len(vocab))
+    if not settings.get("init"):
+        vocab = WordVocabulary.from_counts(counts, settings["min_word_count"], settings.get("max_vocabulary"))
+        return options, vocab, None, {}
+    init = Path(settings["init"])
+    meta_file = init / "options.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"bilm.init {init}: no options.json there (a released biLM directory, e.g. "
+                                f"models/bilm-simplewiki-v1, or null to pretrain from random weights)")
+    released = json.loads(meta_file.read_text())["options"]
+    differing = [k for k in OPTION_KEYS if released[k] != settings[k]]
+    if differing:
+        log.warning("bilm.init %s fixes the architecture: its %s replace the configured values", init,
+                    ", ".join(f"{k}={released[k]}" for k in differing))
+    report_file = init / "perplexity.json"
+    record = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    return released | {"dropout": settings["dropout"]}, WordVocabulary.load(init / "vocab.txt"), \
+        weights_file(init), record
+
+
+def weights_file(bilm_dir: Path) -> Path:
+    """The weights of a biLM directory: the released form (our float16 variables file) or Keras's own."""
+    released = bilm_dir / VARIABLES_FILE
+    return released if released.is_file() else bilm_dir / KERAS_WEIGHTS_FILE
+
+
+def build_lm(options: dict, vocab: WordVocabulary, settings: dict) -> SampledSoftmaxLM:
+    """The training model, compiled, with its variables and the optimizer's created (so a checkpoint can fill them)."""
     model = SampledSoftmaxLM(options, len(vocab), settings["num_samples"], seed=settings["seed"])
-    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"], clipnorm=5.0))
-    batches = LanguageModelBatches(train, vocab, options, settings["batch_size"], settings["seed"])
-    # Steps with rate and time left: a bar on a terminal, a line every tenth of an epoch in logs/pretrain_bilm.log.
-    history = model.fit(batches, epochs=settings["epochs"], verbose=0, callbacks=[KerasProgress("pretrain biLM")])
-    likelihood = direction_log_likelihoods(model, val, vocab, options["max_chars_per_token"])
+    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"], clipnorm=5.0),
+                  jit_compile=settings.get("jit_compile", True))
+    model({"char_ids": lm_batch([[["a"]]], vocab, options, (1, 1))["char_ids"]})
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+class PretrainingRun:
+    """One pretraining run over a :class:`SentenceStream`: the loop, its checkpoints, and its budget."""
+
+    def __init__(self, model: SampledSoftmaxLM, vocab: WordVocabulary, options: dict, settings: dict,
+                 stream: SentenceStream, pass_size: tuple[int, int], checkpoint_dir: Path | None, fingerprint: str):
+        self.model, self.vocab, self.options, self.settings = model, vocab, options, settings
+        self.stream = stream
+        self.sentences_per_pass, self.tokens_per_pass = pass_size
+        self.checkpoint_dir = checkpoint_dir
+        self.state = {"fingerprint": fingerprint, "epoch": 0, "sentences": 0, "tokens_seen": 0, "steps": 0,
+                      "seconds": 0.0, "losses": [], "text_digest": "", "pass_digests": []}
+
+    def resume(self) -> None:
+        """Continue from the checkpoint when one of this run (same fingerprint) exists; start fresh otherwise."""
+        if self.checkpoint_dir is None:
+            return
+        state = read_checkpoint_state(self.checkpoint_dir)
+        if state is None:
+            return
+        if state["fingerprint"] != self.state["fingerprint"]:
+            log.warning("checkpoint %s belongs to other settings or text: starting afresh", self.checkpoint_dir)
+            shutil.rmtree(self.checkpoint_dir)
+            return
+        load_variables(self.checkpoint_dir / VARIABLES_FILE, self.model, self.model.optimizer)
+        self.state = state
+        log.info("resuming from %s: pass %d, %d sentences into it, %s tokens seen", self.checkpoint_dir,
+                 state["epoch"] + 1, state["sentences"], f"{state['tokens_seen']:,}")
+
+    def checkpoint(self) -> None:
+        """Save the run as it stands (only called between pools)."""
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, self.model, self.state)
+
+    def pool_size(self) -> int:
+        """Sentences per pool: about ``POOL_BATCHES`` full batches at the text's mean sentence length."""
+        mean_length = self.tokens_per_pass / max(self.sentences_per_pass, 1)
+        rows_tokens = self.settings["batch_size"] * self.settings["row_tokens"]
+        return max(1, int(self.settings["pool_batches"] * rows_tokens / max(mean_length, 1.0)))
+
+    def out_of_tokens(self) -> bool:
+        """Whether ``max_tokens`` (when set) has been reached."""
+        limit = self.settings.get("max_tokens")
+        return bool(limit) and self.state["tokens_seen"] >= limit
+
+    def train(self, max_minutes: float | None = None) -> bool:
+        """Train to the end of the last pass (or ``max_tokens``); True when finished, False when stopped by
+        ``max_minutes`` (after a checkpoint, so the next call resumes)."""
+        shape = (self.settings["batch_size"], self.settings["row_tokens"])
+        every = 60.0 * self.settings.get("checkpoint_minutes", 5.0)
+        started = last_save = time.monotonic()
+        seconds_before = self.state["seconds"]
+        for epoch in range(self.state["epoch"], self.settings["epochs"]):
+            skip = self.state["sentences"]
+            left = round(self.tokens_per_pass * (1 - skip / max(self.sentences_per_pass, 1)))
+            losses = []
+            bar = Progress(left, f"pretrain biLM pass {epoch + 1}/{self.settings['epochs']}", unit="token")
+            pool_size = self.pool_size()
+            for number, pool in enumerate(pools(self.stream.epoch(epoch, skip), pool_size), start=skip // pool_size):
+                rng = np.random.default_rng([self.settings["seed"], epoch, number])
+                for batch in pool_batches(pool, self.settings, rng):
+                    loss = self.model.train_on_batch(lm_batch(batch, self.vocab, self.options, shape))
+                    losses.append(float(loss))
+                    tokens = sum(len(s) for row in batch for s in row)
+                    self.state["tokens_seen"] += tokens
+                    self.state["steps"] += 1
+                    bar.update(tokens, loss=f"{np.mean(losses[-100:]):.3f}")
+                self.state["epoch"] = epoch
+                self.state["sentences"] += len(pool)
+                self.state["text_digest"] = text_digest(self.state["text_digest"], pool)
+                now = time.monotonic()
+                self.state["seconds"] = seconds_before + now - started
+                if self.out_of_tokens():
+                    break
+                if max_minutes is not None and now - started >= 60.0 * max_minutes:
+                    bar.close()
+                    self.checkpoint()
+                    return False
+                if now - last_save >= every:
+                    self.checkpoint()
+                    last_save = now
+            bar.close()
+            self.stream.problems.warn()
+            if self.stream.excluded_seen:
+                log.info("pass %d: %d sentences of the validation/test splits were found in the text and left out",
+                         epoch + 1, self.stream.excluded_seen)
+            self.state["losses"].append(float(np.mean(losses)) if losses else None)
+            self.state["pass_digests"].append(self.state["text_digest"])
+            self.state.update(epoch=epoch + 1, sentences=0, text_digest="")
+            if self.out_of_tokens():
+                break
+        return True
+
+
+def text_sources(train_path: str, settings: dict) -> list[Path]:
+    """The training split first, then every file of ``unlabelled_text``."""
+    return [Path(train_path)] + expand_text_sources(settings.get("unlabelled_text", []))
+
+
+def held_out_sentences(paths: Sequence[str]) -> frozenset[tuple[str, ...]]:
+    """Sentences of the validation and test splits: pretraining must never read them."""
+    return frozenset(tuple(s.words) for path in paths for s in read_conll(path))
+
+
+def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_path: str | None = None,
+             checkpoint_dir: str | None = None, max_minutes: float | None = None) -> dict | None:
+    """Train the biLM (resuming from ``checkpoint_dir`` when it holds this run), save it with its options and
+    vocabulary, and return the perplexity report; None when ``max_minutes`` stopped it before the end."""
+    keras.utils.set_random_seed(settings["seed"])
+    files = text_sources(train_path, settings)
+    val = [s.words for s in read_conll(val_path)]
+    stream = SentenceStream(files, settings["seed"], settings["shuffle_buffer"], settings["row_tokens"],
+                            held_out_sentences([val_path] + ([test_path] if test_path else [])))
+    counts, sentences, tokens = count_words(stream)
+    options, vocab, init_weights, released = starting_point(settings, counts)
+    log.info("biLM: %d files, %s sentences, %s tokens per pass; vocabulary %d words; starting from %s",
+             len(files), f"{sentences:,}", f"{tokens:,}", len(vocab), settings.get("init") or "random weights")
+    model = build_lm(options, vocab, settings)
+    if init_weights is not None:
+        load_variables(init_weights, model) if init_weights.name == VARIABLES_FILE else model.load_weights(init_weights)
+    run = PretrainingRun(model, vocab, options, settings, stream, (sentences, tokens),
+                         Path(checkpoint_dir) if checkpoint_dir else None, run_fingerprint(settings, files))
+    run.resume()
+    if not run.train(max_minutes):
+        log.info("stopped after %.0f minutes as asked; run the same command again to resume", max_minutes)
+        return None
+    likelihood = direction_log_likelihoods(model, val, vocab, options)
+    state = run.state
     report = {
         "validation_tokens": likelihood["tokens"],
         "perplexity_forward": math.exp(-likelihood["totals"]["forward"] / likelihood["tokens"]),
         "perplexity_backward": math.exp(-likelihood["totals"]["backward"] / likelihood["tokens"]),
-        "perplexity_unigram": unigram_perplexity(train, val, vocab),
-        "train_loss": [float(v) for v in history.history["loss"]],
+        "perplexity_unigram": unigram_perplexity(counts, sentences, val, vocab),
+        "train_loss": state["losses"],
         "vocabulary_size": len(vocab),
-        "seconds": round(time.time() - started, 1),
+        "tokens_seen": state["tokens_seen"],
+        "tokens_seen_before": released.get("tokens_seen_total", released.get("tokens_seen", 0)),
+        "tokens_per_pass": tokens,
+        "steps": state["steps"],
+        "seconds": round(state["seconds"], 1),
+        "tokens_per_second": round(state["tokens_seen"] / max(state["seconds"], 1e-9), 1),
+        "init": settings.get("init"),
+        "pass_digests": state["pass_digests"],
     }
-    log.info("validation perplexity: %s", {k: v for k, v in report.items() if k.startswith("perplexity")})
+    report["tokens_seen_total"] = report["tokens_seen"] + report["tokens_seen_before"]
+    log.info("validation perplexity: %s", {k: round(v, 2) for k, v in report.items() if k.startswith("perplexity")})
     save_bilm(model, options, vocab, report, out_dir)
+    if checkpoint_dir and Path(checkpoint_dir).exists():
+        shutil.rmtree(checkpoint_dir)
     return report
 
 
@@ -155,34 +388,43 @@ def save_bilm(model: SampledSoftmaxLM, options: dict, vocab: WordVocabulary, rep
     """Write weights, options, vocabulary and report into ``out_dir`` as one atomic directory."""
     with atomic_path(out_dir, directory=True) as tmp:
         tmp = Path(tmp)
-        model.save_weights(tmp / "weights.weights.h5")
+        model.save_weights(tmp / KERAS_WEIGHTS_FILE)
         (tmp / "options.json").write_text(json.dumps({"options": options, "vocabulary_size": len(vocab)}, indent=1))
         vocab.save(tmp / "vocab.txt")
         (tmp / "perplexity.json").write_text(json.dumps(report, indent=1))
 
 
 def load_trained_lm(bilm_dir: str | Path) -> tuple[SampledSoftmaxLM, dict, WordVocabulary]:
-    """Rebuild the trained LM from its directory alone (options.json, vocab.txt, weights)."""
+    """Rebuild the trained LM from its directory alone (options.json, vocab.txt, weights in either form)."""
     bilm_dir = Path(bilm_dir)
     meta = json.loads((bilm_dir / "options.json").read_text())
     vocab = WordVocabulary.load(bilm_dir / "vocab.txt")
     model = SampledSoftmaxLM(meta["options"], len(vocab), num_samples=1)
-    max_chars = meta["options"]["max_chars_per_token"]
-    model({"char_ids": batch_char_ids([["a"]], max_chars)})
-    model.load_weights(bilm_dir / "weights.weights.h5")
+    model({"char_ids": lm_batch([[["a"]]], vocab, meta["options"], (1, 1))["char_ids"]})
+    weights = weights_file(bilm_dir)
+    load_variables(weights, model) if weights.name == VARIABLES_FILE else model.load_weights(weights)
     return model, meta["options"], vocab
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.bilm.pretrain``: the Snakemake entry point."""
-    parser = argparse.ArgumentParser(description="Pretrain the offline ELMo-architecture biLM on the training split.")
+    """``python -m pipeline.bilm.pretrain``: the Snakemake entry point, and the command of long pretraining runs."""
+    parser = argparse.ArgumentParser(
+        description="Pretrain the offline ELMo-architecture biLM on the training split plus the unlabelled text of "
+                    "the settings' 'unlabelled_text' (files, directories, globs; plain text or WikiExtractor JSON "
+                    "lines, optionally .gz/.bz2). Resumable: with --checkpoint, a killed run continues where its last "
+                    "checkpoint stands when the same command is run again.")
     parser.add_argument("--train", required=True, help="training split (CoNLL file from the corpus stage)")
-    parser.add_argument("--val", required=True, help="validation split, for perplexity only")
+    parser.add_argument("--val", required=True, help="validation split: perplexity, and never pretrained on")
+    parser.add_argument("--test", help="test split: never pretrained on (its sentences are filtered from the text)")
     parser.add_argument("--settings", required=True, help="JSON of the 'bilm' config section")
     parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--checkpoint", help="checkpoint directory (written every checkpoint_minutes; resumed from)")
+    parser.add_argument("--max-minutes", type=float,
+                        help=f"stop after this many minutes with a checkpoint (exit status {PAUSED_EXIT_STATUS})")
     args = parser.parse_args(argv)
-    pretrain(args.train, args.val, json.loads(args.settings), args.out)
-    return 0
+    report = pretrain(args.train, args.val, json.loads(args.settings), args.out, args.test, args.checkpoint,
+                      args.max_minutes)
+    return 0 if report is not None else PAUSED_EXIT_STATUS
 
 
 if __name__ == "__main__":

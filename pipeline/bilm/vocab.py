@@ -58,9 +58,17 @@ class WordVocabulary:
     @classmethod
     def from_sentences(cls, sentences: Iterable[Sequence[str]], min_count: int) -> "WordVocabulary":
         """Keep words seen at least ``min_count`` times; ties broken alphabetically so the order is reproducible."""
-        counts = Counter(w for s in sentences for w in s)
-        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        return cls(list(SPECIAL_WORDS) + [w for w in kept if w not in SPECIAL_WORDS])
+        return cls.from_counts(Counter(w for s in sentences for w in s), min_count)
+
+    @classmethod
+    def from_counts(cls, counts: Counter, min_count: int, max_size: int | None = None) -> "WordVocabulary":
+        """The ``max_size`` most frequent words seen at least ``min_count`` times (specials included in the size):
+        on a large text the softmax, not the biLM, would otherwise hold most of the parameters."""
+        kept = sorted((w for w, n in counts.items() if n >= min_count and w not in SPECIAL_WORDS),
+                      key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            kept = kept[: max(0, max_size - len(SPECIAL_WORDS))]
+        return cls(list(SPECIAL_WORDS) + kept)
 
     def __len__(self) -> int:
         return len(self.words)

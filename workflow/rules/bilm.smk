@@ -1,14 +1,18 @@
 rule pretrain_bilm:
     message:
-        "Pretraining the offline ELMo-architecture biLM on the training split"
+        "Pretraining the offline ELMo-architecture biLM on the training split (and bilm.unlabelled_text), from bilm.init"
     input:
         train=f"{CORPUS_DIR}/train.conll",
         val=f"{CORPUS_DIR}/val.conll",
-        extra=config["bilm"]["extra_text"],
+        test=f"{CORPUS_DIR}/test.conll",
+        unlabelled=bilm_text_files(),
+        init=config["bilm"]["init"] or [],
     output:
         directory(BILM_MODEL),
     params:
         settings=section_json("bilm"),
+        # Beside the output, which Snakemake deletes before a rerun: a killed job resumes from here.
+        checkpoint=BILM_CHECKPOINT,
     threads: 4  # capped by --cores; profiles/slurm sets its own
     resources:
         mem_mb=8000,
@@ -18,7 +22,8 @@ rule pretrain_bilm:
     benchmark:
         "benchmarks/pretrain_bilm.tsv"
     shell:
-        "python -m pipeline.bilm.pretrain --train {input.train} --val {input.val} --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "python -m pipeline.bilm.pretrain --train {input.train} --val {input.val} --test {input.test}"
+        " --settings {params.settings:q} --checkpoint {params.checkpoint} --out {output} > {log} 2>&1"
 
 
 rule export_bilm:

@@ -10,6 +10,7 @@ CORPUS_DIR = f"{CACHE}/corpus"
 SPLITS = ("train", "val", "test")
 BILM_MODEL = f"{CACHE}/bilm/model"
 BILM_HUB = f"{CACHE}/bilm/hub"
+BILM_CHECKPOINT = f"{CACHE}/bilm/checkpoint"
 ELMO_FILES_HUB = f"{CACHE}/elmo_files/hub"  # embedder.kind elmo_files: the bilm-tf files exported as a SavedModel
 RUN_DIR = f"{RESULTS}/{config['task']}"
 
@@ -17,6 +18,16 @@ RUN_DIR = f"{RESULTS}/{config['task']}"
 def section_json(name):
     """JSON of one config section, sorted so the same settings always give the same params string."""
     return json.dumps(config[name], sort_keys=True)
+
+
+def bilm_text_files():
+    """Every file bilm.unlabelled_text names (so a changed or added text file reruns pretraining), or a clear error."""
+    from pipeline.bilm.text import TextSourceError, expand_text_sources
+
+    try:
+        return [str(path) for path in expand_text_sources(config["bilm"]["unlabelled_text"])]
+    except TextSourceError as exc:
+        raise WorkflowError(str(exc))
 
 
 def embedder_settings_json():

@@ -1,0 +1,155 @@
+"""Pretraining on streamed text: packed rows read each sentence as if alone, checkpoints resume exactly (also after
+SIGKILL), and a released biLM is the starting point of a domain pass."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_BILM
+from pipeline.bilm.checkpoint import read_checkpoint_state
+from pipeline.bilm.model import BiLM
+from pipeline.bilm.pretrain import char_width, lm_batch, pack_rows, pretrain
+from pipeline.bilm.vocab import WordVocabulary, batch_char_ids
+from pipeline.config import PROJECT_ROOT
+
+WORDS = ["the", "officials", "said", "talks", "in", "Paris", "London", "NATO", "on", "Monday", "were", "held"]
+RESUME_TIMEOUT_SECONDS = 300
+POLL_SECONDS = 0.01
+
+
+def write_text(path: Path, sentences: int, seed: int = 0) -> Path:
+    """Plain text, a sentence per line, from a small vocabulary (so a tiny biLM learns something quickly)."""
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(WORDS, size=rng.integers(3, 12))) + " ." for _ in range(sentences)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_packing_fills_rows_and_keeps_every_sentence():
+    sentences = [["w"] * n for n in (10, 7, 6, 5, 4, 3, 3, 2)]
+    rows = pack_rows(sentences, row_tokens=12)
+    assert sorted(map(len, sum(rows, []))) == sorted(map(len, sentences))
+    assert all(sum(map(len, row)) <= 12 for row in rows) and len(rows) == 4  # 40 tokens in 4 rows of 12
+
+
+def test_per_batch_character_width_gives_the_full_width_token_vectors():
+    """Cutting the characters past char_width() (padding only) leaves every token vector as it is at full width."""
+    options = TINY_BILM | {"max_chars_per_token": 30, "dropout": 0.0}
+    bilm = BiLM(options)
+    sentences = [["Toyota", "will", "build", "a", "plant"], ["in", "Texas", "."]]
+    full = batch_char_ids(sentences, 30)
+    width = char_width(sentences, options)
+    assert width < 30
+    np.testing.assert_allclose(bilm.encoder(full[:, :, :width]), bilm.encoder(full), atol=1e-6)
+
+
+def test_a_packed_row_reads_each_sentence_as_if_alone():
+    options = TINY_BILM | {"dropout": 0.0}
+    vocab = WordVocabulary.from_sentences([WORDS], 1)
+    bilm = BiLM(options)
+    first, second = ["the", "talks", "in", "Paris"], ["NATO", "said", "."]
+    packed = lm_batch([[first, second]], vocab, options, (1, 10))
+    together = bilm(packed["char_ids"], starts=packed["starts"])
+    for sentence, offset in ((first, 0), (second, len(first))):
+        alone = bilm(lm_batch([[sentence]], vocab, options, (1, len(sentence)))["char_ids"])
+        for direction in ("forward", "backward"):
+            for layer in (0, 1):
+                np.testing.assert_allclose(together[direction][layer][0, offset:offset + len(sentence)],
+                                           alone[direction][layer][0], atol=1e-5)
+    assert packed["next_ids"][0, len(first) - 1] == vocab.end_id
+    assert packed["previous_ids"][0, len(first)] == vocab.begin_id
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, prepared_corpus):
+    """Paths and settings of a tiny pretraining on the tiny corpus plus 600 sentences of plain text."""
+    root = tmp_path_factory.mktemp("pretrain")
+    corpus_dir, _ = prepared_corpus
+    settings = TINY_BILM | {"unlabelled_text": [str(write_text(root / "text.txt", 600))], "epochs": 2,
+                            "pool_batches": 1, "checkpoint_minutes": 1e-6, "shuffle_buffer": 50}
+    return {"root": root, "train": str(corpus_dir / "train.conll"), "val": str(corpus_dir / "val.conll"),
+            "test": str(corpus_dir / "test.conll"), "settings": settings}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(text_run):
+    """The report of the run that nothing stopped."""
+    return pretrain(text_run["train"], text_run["val"], text_run["settings"], str(text_run["root"] / "whole"),
+                    text_run["test"])
+
+
+def test_a_run_stopped_between_checkpoints_resumes_on_the_same_text(text_run, uninterrupted):
+    root, settings = text_run["root"], text_run["settings"]
+    args = (text_run["train"], text_run["val"], settings, str(root / "stopped"), text_run["test"],
+            str(root / "stopped.checkpoint"))
+    assert pretrain(*args, max_minutes=1e-9) is None
+    state = read_checkpoint_state(root / "stopped.checkpoint")
+    assert state["epoch"] == 0 and 0 < state["sentences"]
+    report = pretrain(*args)
+    assert report["pass_digests"] == uninterrupted["pass_digests"]
+    assert report["tokens_seen"] == uninterrupted["tokens_seen"] == 2 * report["tokens_per_pass"]
+    assert not (root / "stopped.checkpoint").exists()
+
+
+def pretrain_command(text_run, out: Path, checkpoint: Path) -> list[str]:
+    """The pretraining command as the Snakefile runs it."""
+    return [sys.executable, "-m", "pipeline.bilm.pretrain", "--train", text_run["train"], "--val", text_run["val"],
+            "--test", text_run["test"], "--settings", json.dumps(text_run["settings"]), "--out", str(out),
+            "--checkpoint", str(checkpoint)]
+
+
+def kill_after_checkpoints(command: list[str], checkpoint: Path, checkpoints: int) -> bool:
+    """Run ``command`` and SIGKILL it once its checkpoint has been rewritten ``checkpoints`` times; True if killed."""
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen, last = 0, None
+    deadline = time.monotonic() + RESUME_TIMEOUT_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        state = read_checkpoint_state(checkpoint) if checkpoint.exists() else None
+        position = state and (state["epoch"], state["sentences"])
+        if position and position != last:
+            seen, last = seen + 1, position
+        if seen >= checkpoints:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(POLL_SECONDS)
+    process.wait()
+    return False
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_without_seeing_text_twice_or_skipping_it(text_run, uninterrupted):
+    root = text_run["root"]
+    out, checkpoint = root / "killed", root / "killed.checkpoint"
+    command = pretrain_command(text_run, out, checkpoint)
+    assert kill_after_checkpoints(command, checkpoint, checkpoints=3), "the run ended before it could be killed"
+    assert not out.exists() and read_checkpoint_state(checkpoint)["tokens_seen"] > 0
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = json.loads((out / "perplexity.json").read_text())
+    assert report["pass_digests"] == uninterrupted["pass_digests"]
+    assert report["tokens_seen"] == uninterrupted["tokens_seen"]
+
+
+def test_a_released_biLM_is_the_starting_point_of_the_domain_pass(text_run, uninterrupted, tmp_path):
+    from pipeline.bilm.release import release_bilm
+
+    released = release_bilm(text_run["root"] / "whole", tmp_path / "bilm-tiny-v1", source="tiny plain text")
+    card = (released / "README.md").read_text()
+    assert "tiny plain text" in card and str(uninterrupted["tokens_seen"]) in card.replace(",", "")
+    domain = TINY_BILM | {"init": str(released), "epochs": 1, "cell_dim": 7}  # the release fixes the architecture
+    report = pretrain(text_run["train"], text_run["val"], domain, str(tmp_path / "adapted"), text_run["test"])
+    assert report["tokens_seen_before"] == uninterrupted["tokens_seen"]
+    assert report["vocabulary_size"] == uninterrupted["vocabulary_size"]
+    options = json.loads((tmp_path / "adapted" / "options.json").read_text())["options"]
+    assert options["cell_dim"] == TINY_BILM["cell_dim"]
+    # Starting from the released weights, one pass over the corpus beats the released model's own perplexity
+    # on the corpus's validation text by a wide margin over a random start's single pass.
+    scratch = pretrain(text_run["train"], text_run["val"], TINY_BILM | {"epochs": 1}, str(tmp_path / "scratch"))
+    assert report["perplexity_forward"] < scratch["perplexity_forward"]
