@@ -1,6 +1,7 @@
 """End to end: the Snakefile on a tiny corpus, and what a changed setting reruns (from Snakemake's dry run)."""
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shlex
@@ -50,7 +51,8 @@ def test_long_stages_log_their_progress(tiny_workflow):
     """Periodic progress lines (rate, time left) reach the stage logs, which are files: no tqdm bar there."""
     workdir, _ = tiny_workflow
     pretrain = (workdir / "logs" / "pretrain_bilm.log").read_text()
-    assert re.search(r"pretrain biLM epoch 1/1: \d+ steps in \d+:\d\d \([\d.]+ (steps/s|s/step)\), \{'loss'", pretrain)
+    assert re.search(r"pretrain biLM pass 1/1: (\d+)/\1 tokens \(100%\), [\d.]+ (tokens/s|s/token), done in \d+:\d\d",
+                     pretrain)
     embed = (workdir / "logs" / "embed" / "train-0000.log").read_text()
     assert re.search(r"embed train-0000: (\d+)/\1 tokens \(100%\), [\d.]+ tokens/s, done in \d+:\d\d", embed)
     assert "\r" not in pretrain + embed
@@ -74,6 +76,23 @@ def test_changing_an_embedder_setting_re_embeds(tiny_workflow):
     changed["embedder"]["dtype"] = "float32"
     jobs = planned_jobs(workdir, changed)
     assert jobs.get("embed_shard", 0) >= 3 and "train" in jobs and "pretrain_bilm" not in jobs
+
+
+def test_adding_unlabelled_text_repretrains_the_bilm_and_what_follows(tiny_workflow):
+    workdir, config = tiny_workflow
+    text = workdir / "unlabelled" / "news.txt.gz"
+    text.parent.mkdir(exist_ok=True)
+    with gzip.open(text, "wt", encoding="utf-8") as handle:
+        handle.write("Reuters said the talks in Paris were held on Monday.\n")
+    changed = json.loads(json.dumps(config))
+    changed["bilm"]["unlabelled_text"] = [str(text.parent)]
+    jobs = planned_jobs(workdir, changed)
+    assert jobs.get("pretrain_bilm") == 1 and jobs.get("export_bilm") == 1 and jobs.get("embed_shard", 0) >= 3
+    changed["bilm"]["unlabelled_text"] = [str(workdir / "no-such-text" / "*.bz2")]
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(changed))
+    result = run_snakemake(workdir, "--dry-run")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert result.returncode != 0 and "no-such-text" in result.stdout + result.stderr
 
 
 def test_a_pos_head_reuses_the_cache_without_re_embedding(tiny_workflow):
