@@ -52,8 +52,8 @@ def model_card(report: dict, options: dict, source: str, licence: str, command: 
   {report['perplexity_unigram']:.1f}.
 - **Reproduce**: `{command}`
 
-Files: `options.json` (architecture), `vocab.txt` (the softmax's words), `{VARIABLES_FILE}` (every variable under its
-Keras path), `perplexity.json` (the full report). `bilm.init: <this directory>` starts pretraining from it.
+Files: `options.json` (architecture), `vocab.txt` (the softmax's words), `{VARIABLES_FILE}` (every variable in the
+model's order, its Keras path as an attribute), `perplexity.json` (the full report). `bilm.init: <this directory>` starts pretraining from it.
 """
 
 
