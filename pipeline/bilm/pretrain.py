@@ -157,8 +157,9 @@ def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVoc
     bias = keras.ops.convert_to_numpy(model.softmax_bias).astype(np.float32)
     totals = {"forward": 0.0, "backward": 0.0}
     count = 0
-    batches = length_buckets([len(s) for s in sentences], PERPLEXITY_BATCH)
-    for batch in progress(batches, "validation perplexity", total=len(batches), unit="batch"):
+    shown = Progress(len(sentences), "validation perplexity", unit="sentence")
+    for batch in length_buckets([len(s) for s in sentences], PERPLEXITY_BATCH):
+        shown.update(len(batch))
         members = [sentences[i] for i in batch]
         inputs = lm_batch([[sentence] for sentence in members], vocab, options,
                           (len(members), padded_length(max(len(s) for s in members))))
@@ -171,6 +172,7 @@ def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVoc
             log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
             totals[direction] += float(log_probs[np.arange(len(hidden)), targets[mask]].sum())
         count += int(mask.sum())
+    shown.close()
     return {"totals": totals, "tokens": count}
 
 
