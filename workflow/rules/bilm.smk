@@ -1,10 +1,14 @@
+def bilm_inputs(bilm):
+    """The files a biLM's pretraining reads, from its bilm section: the corpus splits and every file the section
+    names. The one place to list a new file-valued bilm key: the experiments' biLMs (experiments.smk) use it too."""
+    return {"train": f"{CORPUS_DIR}/train.conll", "val": f"{CORPUS_DIR}/val.conll", "extra": bilm["extra_text"]}
+
+
 rule pretrain_bilm:
     message:
         "Pretraining the offline ELMo-architecture biLM on the training split"
     input:
-        train=f"{CORPUS_DIR}/train.conll",
-        val=f"{CORPUS_DIR}/val.conll",
-        extra=config["bilm"]["extra_text"],
+        **bilm_inputs(config["bilm"]),
     output:
         directory(BILM_MODEL),
     params:
