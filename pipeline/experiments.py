@@ -147,7 +147,8 @@ def grid_value_name(value: Any) -> str:
 
 
 def grid_points(name: str, grid: dict) -> dict[str, dict]:
-    """A grid's experiments: one per combination of the listed values, named ``<grid>_<key>-<value>_...``."""
+    """A grid's experiments: one per combination of the listed values, named ``<grid>_<key>-<value>_...`` after the
+    keys that take more than one value (a key with one value is the same for every point, so it names none)."""
     axes = []  # (section or None, key, values)
     for section, values in grid.items():
         if section == "seeds":
@@ -160,12 +161,13 @@ def grid_points(name: str, grid: dict) -> dict[str, dict]:
     for combination in itertools.product(*(choices for _, _, choices in axes)):
         experiment: dict = {"seeds": grid["seeds"]} if "seeds" in grid else {}
         parts = [name]
-        for (section, key, _), value in zip(axes, combination):
+        for (section, key, choices), value in zip(axes, combination):
             if section is None:
                 experiment[key] = value
             else:
                 experiment.setdefault(section, {})[key] = value
-            parts.append(f"{key}-{grid_value_name(value)}")
+            if len(choices) > 1:
+                parts.append(f"{key}-{grid_value_name(value)}")
         points["_".join(parts)] = experiment
     return points
 
@@ -205,7 +207,10 @@ def experiments_section(config: dict) -> dict:
     """The configuration's experiments section, validated, with its defaults; empty when there is none."""
     if not config.get("experiments"):
         return {}
-    return validate_config(config["experiments"], "experiments", load_schema(EXPERIMENTS_SCHEMA_PATH))
+    try:
+        return validate_config(config["experiments"], "experiments", load_schema(EXPERIMENTS_SCHEMA_PATH))
+    except ConfigError as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 def load_experiments(config: dict) -> dict[str, Experiment]:
