@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.logs import atomic_path, get_logger
+from pipeline.logs import atomic_path, exit_status, get_logger
 from pipeline.report import plt, save_figure, write_html
 
 log = get_logger(__name__)
@@ -312,12 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory for summary.md/.csv/.html and the figures")
     args = parser.parse_args(argv)
     meta = json.loads(Path(args.meta).read_text())
-    try:
-        compare(json.loads(args.plan), meta["shards"]["test"], args.out)
-    except CompareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: compare(json.loads(args.plan), meta["shards"]["test"], args.out), CompareError)
 
 
 if __name__ == "__main__":
