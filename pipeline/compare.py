@@ -40,7 +40,11 @@ SCORE_DIGITS = 4
 TYPE_DIGITS = 3
 #: Standard errors of the difference of two means a difference must reach to count (about 95% two-sided).
 NOISE_STANDARD_ERRORS = 2.0
+#: Figure sizes (inches): the heat map widens with the experiments' names, which label its rows.
+HEATMAP_MIN_WIDTH = 5.0
+HEATMAP_LABEL_INCHES_PER_CHAR = 0.075
 METRIC_NAMES = {"entity_f1": "test entity F1 (micro)", "token_accuracy": "test token accuracy"}
+MIXED_METRICS = "test score (entity F1 of NER experiments, token accuracy of POS ones)"
 
 
 class CompareError(ValueError):
@@ -67,6 +71,7 @@ class ExperimentRow:
     name: str
     runs: list[RunRecord]
     ensemble: float | None = None
+    is_reference: bool = False
     diff: float | None = None
     threshold: float | None = None
     per_type: dict[str, float] = field(default_factory=dict)
@@ -151,6 +156,7 @@ def build_rows(plan: dict, test_shard_names: Sequence[str]) -> list[ExperimentRo
             row.ensemble = seed_ensemble(spec["runs"], shards, spec["decode"])
         rows.append(row)
     reference = next(row for row in rows if row.name == plan["reference"])
+    reference.is_reference = True
     for row in rows:
         if row is not reference and row.metric == reference.metric:
             row.diff = row.mean - reference.mean
@@ -167,14 +173,23 @@ def noise_rule(plan: dict) -> str:
 
 
 def verdict(row: ExperimentRow) -> str:
+    """The row's difference from the reference and whether it is beyond seed noise ('' for another metric)."""
+    if row.is_reference:
+        return "reference"
     if row.diff is None:
-        return "reference" if row.threshold is None else ""
+        return ""
     return f"{row.diff:+.{SCORE_DIGITS}f} ({'beyond noise' if row.beyond_noise else 'noise'})"
+
+
+def metric_name(rows: Sequence[ExperimentRow]) -> str:
+    """What the score column holds: one metric, or both when NER and POS experiments are compared."""
+    metrics = {row.metric for row in rows}
+    return METRIC_NAMES[metrics.pop()] if len(metrics) == 1 else MIXED_METRICS
 
 
 def table_rows(rows: Sequence[ExperimentRow], ensemble: bool) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the main table, shared by the Markdown and HTML summaries."""
-    header = ["experiment", "seeds", f"{METRIC_NAMES[rows[0].metric]}: mean ± sd", "per seed",
+    header = ["experiment", "seeds", f"{metric_name(rows)}: mean ± sd", "per seed",
               "vs reference", "best epoch per seed", "epochs run (mean)", "train min (mean)"]
     if ensemble:
         header.append("seed ensemble")
@@ -211,7 +226,8 @@ def html_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
 
 def summary_markdown(rows: Sequence[ExperimentRow], plan: dict) -> str:
     header, cells = table_rows(rows, plan["ensemble"])
-    text = [f"# Experiments\n\n{METRIC_NAMES[rows[0].metric]} on the test split, per experiment over its seeds. "
+    metric = metric_name(rows)
+    text = [f"# Experiments\n\n{metric[0].upper()}{metric[1:]} on the test split, per experiment over its seeds. "
             f"Reproduce: `{plan['command']}`.\n", markdown_table(header, cells), "", noise_rule(plan)]
     if plan["ensemble"]:
         text.append("Seed ensemble: the runs' tag probabilities averaged, then decoded once.")
@@ -255,7 +271,7 @@ def plot_scores(rows: Sequence[ExperimentRow], path: Path) -> None:
             axis.scatter([row.ensemble], [position], marker="x", color="tab:red", s=40, zorder=4,
                          label="seed ensemble" if position == positions[0] else None)
     axis.set_yticks(positions, [row.name for row in rows])
-    axis.set_xlabel(METRIC_NAMES[rows[0].metric])
+    axis.set_xlabel(metric_name(rows))
     axis.legend(loc="best", fontsize=8)
     axis.set_title("Test score per experiment, every seed shown")
     save_figure(figure, path)
@@ -264,7 +280,9 @@ def plot_scores(rows: Sequence[ExperimentRow], path: Path) -> None:
 def plot_per_type(rows: Sequence[ExperimentRow], path: Path) -> None:
     """A heat map of mean F1 per entity type (columns) and experiment (rows)."""
     header, cells = per_type_rows(rows)
-    figure, axis = plt.subplots(figsize=(1.6 + 0.8 * max(len(header) - 1, 1), 1.2 + 0.45 * max(len(cells), 1)))
+    names = max((len(line[0]) for line in cells), default=0)
+    width = max(HEATMAP_MIN_WIDTH, HEATMAP_LABEL_INCHES_PER_CHAR * names + 0.8 * (len(header) - 1) + 1.0)
+    figure, axis = plt.subplots(figsize=(width, 1.2 + 0.45 * max(len(cells), 1)))
     if cells:
         values = np.array([[float(c) for c in line[1:]] for line in cells])
         axis.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
