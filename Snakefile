@@ -32,6 +32,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/experiments.smk"
 
 
 # Run on the submit host even with a cluster executor: these are short and a Slurm job would mostly wait in the queue.

@@ -52,7 +52,7 @@ def baseline_checkout(revision: str, into: Path) -> Path:
 
 
 def baseline_settings(settings: dict) -> dict:
-    """The settings the baseline revision knew (it rejects nothing, but keep it to its own keys)."""
+    """The settings the baseline revision knew (its own keys, unlabelled text under its old name ``extra_text``)."""
     known = ("char_embedding_dim", "max_chars_per_token", "filters", "highway_layers", "projection_dim", "cell_dim",
              "cell_clip", "projection_clip", "min_word_count", "num_samples", "batch_size", "epochs",
              "learning_rate", "dropout", "seed")

@@ -2,7 +2,7 @@
 
 * ``ner tag``: tag new text with a trained run (raw or pre-tokenized; arguments, a file or stdin) and print a
   table, CoNLL columns or JSON lines;
-* ``ner check-corpus``: read and validate a corpus file and print what was found;
+* ``ner check-corpus``: read and validate corpus files (Kaggle CSV or CoNLL) and print what was found;
 * ``ner serve``: load a trained run once and answer HTTP requests (``POST /tag``, ``GET /health``, a web page at
   ``/``), see :mod:`pipeline.serve`.
 
@@ -33,6 +33,10 @@ STDIN = "-"
 FORMATS = ("table", "conll", "jsonl")
 DEFAULT_ENCODING = "utf-8"
 DEFAULT_CORPUS_ENCODING = "latin-1"
+DEFAULT_CONLL_ENCODING = "utf-8"
+#: ``ner check-corpus --format``: auto picks by the file name (KAGGLE_SUFFIXES: the Kaggle CSV, else CoNLL).
+CORPUS_FORMATS = ("auto", "kaggle_csv", "conll")
+KAGGLE_SUFFIXES = (".csv", ".zip")
 #: Input at least this large shows a progress bar even when stderr is not a terminal (a log file then shows that a
 #: long job is moving).
 LARGE_INPUT_BYTES = 1 << 20
@@ -146,15 +150,24 @@ def add_tag_command(commands: argparse._SubParsersAction) -> None:
 def add_check_corpus_command(commands: argparse._SubParsersAction) -> None:
     """``ner check-corpus``: options and help."""
     check = commands.add_parser(
-        "check-corpus", help="read and validate a corpus file and summarise it",
-        description="Read and validate an NER corpus in the Kaggle ner_dataset.csv format (columns 'Sentence #', "
-                    "Word, POS, Tag; plain or zipped) exactly as the pipeline's corpus stage does, and print counts, "
-                    "the tag histogram, sentence lengths and every problem that was handled. A file that cannot be "
-                    "used gives one error naming the line and exit status 2.",
+        "check-corpus", help="read and validate corpus files and summarise them",
+        description="Read and validate NER corpus files exactly as the pipeline's corpus stage does, and print "
+                    "counts, the tag histogram, sentence lengths and every problem that was handled. Two formats: "
+                    "the Kaggle ner_dataset.csv (columns 'Sentence #', Word, POS, Tag; plain or zipped) and "
+                    "CoNLL-style files (one token per line, whitespace-separated columns with the word first, a "
+                    "blank line between sentences, -DOCSTART- skipped), as corpus.format conll reads them. A file "
+                    "that cannot be used gives one error naming the line; the exit status is 2 if any file failed.",
     )
-    check.add_argument("path", metavar="PATH", help="corpus file (.csv or .csv.zip)")
-    check.add_argument("--encoding", default=DEFAULT_CORPUS_ENCODING,
-                       help="text encoding of the file (default: %(default)s, the Kaggle file's)")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="corpus files (.csv, .csv.zip or CoNLL)")
+    check.add_argument("--format", choices=CORPUS_FORMATS, default="auto",
+                       help="auto (default): a .csv or .zip file is the Kaggle CSV, anything else CoNLL")
+    check.add_argument("--encoding", default=None,
+                       help=f"text encoding (default: {DEFAULT_CORPUS_ENCODING} for the Kaggle CSV, as the Kaggle "
+                            f"file is; {DEFAULT_CONLL_ENCODING} for CoNLL)")
+    check.add_argument("--tag-column", type=int, default=-1,
+                       help="CoNLL: index of the entity tag column (default: -1, the last; as corpus.tag_column)")
+    check.add_argument("--pos-column", type=int, default=None,
+                       help="CoNLL: index of a part-of-speech column, if any (as corpus.pos_column)")
     check.set_defaults(handler=run_check_corpus)
 
 
@@ -436,16 +449,35 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve(args, lambda: load_tagger(args), native_logs_silenced)
 
 
-def run_check_corpus(args: argparse.Namespace) -> int:
-    """``ner check-corpus``: validate a corpus file and print its summary."""
-    from pipeline.corpus import CorpusError, read_corpus
+def corpus_format(path: Path, requested: str) -> str:
+    """The format to read ``path`` as: the one asked for, or by its name (a .csv or .zip is the Kaggle CSV)."""
+    if requested != "auto":
+        return requested
+    return "kaggle_csv" if path.suffix.lower() in KAGGLE_SUFFIXES else "conll"
 
-    try:
-        _, report = read_corpus(Path(args.path), args.encoding)
-    except CorpusError as exc:
-        return report_error(str(exc))
-    print(report.summary())
-    return 0
+
+def check_one_corpus(path: Path, args: argparse.Namespace):
+    """Read one corpus file with its format's reader; returns the reader's CorpusReport (raises CorpusError)."""
+    from pipeline.corpus import read_conll_corpus, read_corpus
+
+    if corpus_format(path, args.format) == "kaggle_csv":
+        return read_corpus(path, args.encoding or DEFAULT_CORPUS_ENCODING)[1]
+    return read_conll_corpus(path, args.encoding or DEFAULT_CONLL_ENCODING, args.tag_column, args.pos_column)[1]
+
+
+def run_check_corpus(args: argparse.Namespace) -> int:
+    """``ner check-corpus``: validate each corpus file and print its summary; status 2 when any file failed."""
+    from pipeline.corpus import CorpusError
+
+    status = 0
+    for number, path in enumerate(Path(p) for p in args.paths):
+        if number:
+            print()
+        try:
+            print(check_one_corpus(path, args).summary())
+        except CorpusError as exc:
+            status = report_error(str(exc))
+    return status
 
 
 def report_error(message: str) -> int:

@@ -15,6 +15,7 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "config" / "schema.yaml"
+EXPERIMENTS_SCHEMA_PATH = PROJECT_ROOT / "config" / "experiments.schema.yaml"
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
 
 
@@ -31,14 +32,16 @@ def _fill_defaults(instance: dict, schema: dict) -> None:
             _fill_defaults(instance[key], sub)
 
 
-def load_schema() -> dict:
-    """The JSON schema of the configuration."""
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    """The JSON schema of the configuration (or of its experiments section)."""
+    return yaml.safe_load(path.read_text())
 
 
-def validate_config(config: dict, source: str = "<config>") -> dict:
-    """Return a copy of ``config`` with defaults filled in, or raise ConfigError naming the key and the fix."""
-    schema = load_schema()
+def validate_config(config: dict, source: str = "<config>", schema: dict | None = None) -> dict:
+    """Return a copy of ``config`` with defaults filled in, or raise ConfigError naming the key and the fix.
+
+    ``schema`` defaults to the configuration's; the experiments section passes its own."""
+    schema = load_schema() if schema is None else schema
     filled = copy.deepcopy(config or {})
     _fill_defaults(filled, schema)
     validator = jsonschema.Draft202012Validator(schema)

@@ -23,7 +23,7 @@ import pipeline
 from pipeline.batching import length_buckets, padded_length
 from pipeline.cache import EMBEDDINGS, LENGTHS, OFFSETS, SENTENCE_IDS, STRING_DTYPE, arrays_checksum
 from pipeline.corpus import Sentence, read_conll
-from pipeline.logs import atomic_path, get_logger
+from pipeline.logs import atomic_path, exit_status, get_logger
 from pipeline.progress import Progress
 
 log = get_logger(__name__)
@@ -166,12 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "corpus_sha256": meta["corpus_sha256"],
         "settings": json.dumps(settings, sort_keys=True),
     }
-    try:
-        embed_shard(args.shard, args.handle, args.out, settings["batch_size"], settings["dtype"], provenance)
-    except EmbedderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: embed_shard(args.shard, args.handle, args.out, settings["batch_size"],
+                                           settings["dtype"], provenance), EmbedderError)
 
 
 if __name__ == "__main__":

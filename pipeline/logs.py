@@ -13,10 +13,22 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 DEFAULT_FILE_MODE = 0o666
+ERROR_STATUS = 2  # what a stage's entry point exits with on bad input it can explain
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def exit_status(work: Callable[[], object], *expected: type[BaseException]) -> int:
+    """0 once ``work()`` is done; an ``expected`` error instead prints one ``error: ...`` line on stderr and gives
+    ERROR_STATUS, so that a stage's log ends with the cause in words, not with a traceback."""
+    try:
+        work()
+    except expected as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ERROR_STATUS
+    return 0
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -24,8 +24,9 @@ import numpy as np
 
 from pipeline.batching import (length_buckets, padded_length, padding_minimal_lengths, shape_probes_first,
                                shuffled_batches)
-from pipeline.cache import EmbeddingCache, estimated_bytes
+from pipeline.cache import TEXT_COLUMNS, EmbeddingCache, estimated_bytes
 from pipeline.config import settings_json
+from pipeline.corpus import Sentence, write_conll
 from pipeline.crf import PADDING_LABEL, CRFLoss
 from pipeline.decode import decode_all
 from pipeline.logs import atomic_path, get_logger
@@ -42,6 +43,7 @@ CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE = "model.keras"
 LOSS_FLOOR = 1e-9
 SUBSAMPLE_IDS_FILE = "train_sentence_ids.txt"
+SUBSAMPLE_CONLL_FILE = "train_subsample.conll"
 #: layer_weights.json of a run trained without the ELMo layers (there is no mix to report).
 NO_MIX = {"layer_weights": [], "gamma": None}
 SCORE_LABELS = {"val_entity_f1": "validation entity F1 (seqeval, micro)", "val_token_accuracy": "validation token accuracy"}
@@ -297,7 +299,8 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
 
 def subsample(cache: EmbeddingCache, settings: dict, run_dir: Path):
     """The whole training cache, or (``max_train_sentences``) a seeded random draw of that many sentences, whose
-    ids go to ``train_sentence_ids.txt`` so peers can be trained on exactly the same subsample."""
+    ids go to ``train_sentence_ids.txt`` and whose text goes to ``train_subsample.conll`` (word, POS, tag columns),
+    so peer taggers can be trained on exactly the same subsample."""
     wanted = settings.get("max_train_sentences")
     if not wanted or wanted >= len(cache):
         return cache
@@ -305,6 +308,7 @@ def subsample(cache: EmbeddingCache, settings: dict, run_dir: Path):
     ids = subset.column("sentence_ids")
     with atomic_path(run_dir / SUBSAMPLE_IDS_FILE) as tmp:
         Path(tmp).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    write_conll(run_dir / SUBSAMPLE_CONLL_FILE, map(Sentence, ids, *(subset.column(c) for c in TEXT_COLUMNS)))
     log.info("training on a random subsample of %d of %d sentences (%d tokens); ids in %s", wanted, len(cache),
              int(subset.lengths.sum()), run_dir / SUBSAMPLE_IDS_FILE)
     return subset

@@ -102,7 +102,8 @@ def pytest_collection_finish(session) -> None:
 #: to one worker, in collection order: the long ones go first so that no worker is left with one at the end. The
 #: Slurm test comes after two CPU-bound files: by then the background apt install it waits for has finished, and
 #: while its jobs run on the cluster the other worker goes on with the rest.
-LONG_TEST_FILES = ("test_pipeline.py", "test_interrupt.py", "test_train_evaluate.py", "test_slurm_cluster.py",
+LONG_TEST_FILES = ("test_pipeline.py", "test_interrupt.py", "test_train_evaluate.py", "test_experiments.py",
+                   "test_slurm_cluster.py",
                    "test_serve.py", "test_tagger.py", "test_bilm.py", "test_features.py")
 
 
@@ -300,9 +301,10 @@ def workflow_copy(root: Path) -> tuple[Path, dict]:
     return root, config
 
 
-def run_snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``snakemake --cores 2 --configfile tiny.yaml ARGS`` in ``workdir``, as a user would type it."""
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml", *args]
+def run_snakemake(workdir: Path, *args: str, env: dict | None = None, targets: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``snakemake TARGETS --cores 2 --configfile tiny.yaml ARGS`` in ``workdir``, as a user would type it (targets
+    first: --configfile takes every word after it up to the next option)."""
+    command = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile", "tiny.yaml", *args]
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env)
 
 
@@ -324,3 +326,46 @@ def tiny_workflow(tmp_path_factory) -> tuple[Path, dict]:
 
     workdir, config = built_once(tmp_path_factory, "workflow", build)
     return Path(workdir), config
+
+
+#: The tiny experiment grid: two learning rates (a grid of two points; one epoch count for both) x two seeds, on the
+#: tiny workflow's cache. Rates this high give the 2-epoch-tiny tagger non-zero, seed-dependent scores in 3 epochs.
+TINY_GRID = {"seeds": [1, 2], "ensemble": True,
+             "grids": {"tiny": {"train": {"learning_rate": [0.03, 0.1], "max_epochs": [3]}}}}
+#: What a finished workflow's copy leaves behind: its results and reports (the copy makes its own), Snakemake's lock
+#: and job logs (another run's).
+NOT_CLONED = ("results", "report*.html", "locks", "slurm_logs", "incomplete", "log")
+
+
+def workflow_clone(source: Path, target: Path) -> Path:
+    """A finished workflow directory copied with its cache and Snakemake's records of it, file times kept, so that
+    Snakemake finds the cache up to date in the copy (the copy's runs cannot disturb the tests reading the source)."""
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(*NOT_CLONED))
+    return target
+
+
+def with_experiments(workdir: Path, config: dict, experiments: dict) -> dict:
+    """Write ``tiny.yaml`` in ``workdir``: the tiny configuration plus an experiments section; returns it."""
+    config = json.loads(json.dumps(config)) | {"experiments": experiments}
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_experiments(tmp_path_factory, tiny_workflow) -> tuple[Path, dict, str]:
+    """The tiny experiment grid (TINY_GRID) run locally with ``snakemake experiments`` on a copy of the session's
+    finished tiny workflow, once per session: (directory, its configuration, the dry run's output before the run).
+    The experiments tests read it; the Slurm test compares its own grid run with it."""
+    source, config = tiny_workflow
+
+    def build(root: Path) -> tuple[str, dict, str]:
+        workdir = workflow_clone(source, root / "experiments")
+        config_with_grid = with_experiments(workdir, config, TINY_GRID)
+        planned = run_snakemake(workdir, "--dry-run", targets=("experiments",), env=without_slurm_environment())
+        assert planned.returncode == 0, planned.stdout[-4000:] + planned.stderr[-4000:]
+        result = run_snakemake(workdir, targets=("experiments",), env=without_slurm_environment())
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        return str(workdir), config_with_grid, planned.stdout
+
+    workdir, config_with_grid, planned = built_once(tmp_path_factory, "experiments", build)
+    return Path(workdir), config_with_grid, planned

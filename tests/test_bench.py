@@ -190,25 +190,6 @@ def test_embedder_layers_are_fitted_to_the_training_batch_length():
     assert padded.shape == (2, 19, 3, 4) and padded[:, 16:].sum() == 0 and padded[:, :16].all()
 
 
-def test_every_ablation_row_overrides_only_train_settings_the_schema_knows():
-    from bench import ablation
-    from pipeline.config import load_config
-
-    known = set(load_config()["train"])
-    for row, overrides in ablation.ROWS.items():
-        assert set(overrides) <= known, row
-
-
-def test_ablation_tables_give_mean_spread_and_per_seed_values():
-    from bench import ablation
-
-    results = [{"row": "default", "seed": s, "f1": f, "per_type": {"geo": f, "per": 1 - f}, "best_epoch": 3,
-                "train_seconds": 60.0} for s, f in ((7, 0.80), (8, 0.82), (9, 0.84))]
-    table = ablation.summary_table(results)
-    assert "| default | 0.8200 +- 0.0200 | 3 | 0.8000 / 0.8200 / 0.8400 | 3 / 3 / 3 | 1.0 |" in table
-    assert "| default | 0.820 | 0.180 |" in ablation.per_type_table(results)
-
-
 def test_importing_the_benchmarks_leaves_the_log_settings_alone():
     """Quieting the pipeline is what a benchmark run does, not what importing its helpers does (the tests import them
     and then run Snakemake, whose stage logs must keep their INFO lines)."""

@@ -270,3 +270,33 @@ def test_check_corpus_reports_a_bad_file_with_its_line(capsys, tmp_path):
     assert_error(capsys, "bad.csv:3", "BIO")
     assert main(["check-corpus", str(tmp_path / "missing.csv")]) == 2
     assert_error(capsys, "not found")
+
+
+CONLL_TEXT = "-DOCSTART- -X- O\n\nEU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\nBlackburn NNP I-PER\n\n"
+
+
+def test_check_corpus_reads_conll_files_by_their_name(capsys, tmp_path):
+    train, test = tmp_path / "eng.train", tmp_path / "eng.testb"
+    train.write_text(CONLL_TEXT, encoding="utf-8")
+    test.write_text("Paris NNP B-LOC\n\n", encoding="utf-8")
+    assert main(["check-corpus", str(train), str(test), "--pos-column", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "sentences:  2" in out and "tags:       B-ORG=1, B-PER=1, I-PER=1, O=1" in out
+    assert "sentences:  1" in out and "eng.testb" in out and "max=2" in out
+
+
+def test_check_corpus_reports_a_bad_conll_line_and_goes_on(capsys, tmp_path):
+    bad, good = tmp_path / "bad.txt", tmp_path / "good.txt"
+    bad.write_text("Paris NNP B-LOC\nis VBZ X-bad\n\n", encoding="utf-8")
+    good.write_text(CONLL_TEXT, encoding="utf-8")
+    assert main(["check-corpus", str(bad), str(good)]) == 2
+    captured = capsys.readouterr()
+    assert "bad.txt:2: tag 'X-bad'" in captured.err and "sentences:  2" in captured.out
+    assert main(["check-corpus", "--format", "conll", "--tag-column", "1", str(good)]) == 2  # NNP is no BIO tag
+    assert_error(capsys, "good.txt:3", "corpus.tag_column")
+
+
+def test_check_corpus_format_can_be_forced(capsys, tmp_path):
+    path = write_tiny_corpus(tmp_path / "corpus.data", sentences=5)  # a Kaggle CSV under another name
+    assert main(["check-corpus", "--format", "kaggle_csv", str(path)]) == 0
+    assert "sentences:  5" in capsys.readouterr().out

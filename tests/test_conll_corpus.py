@@ -6,8 +6,7 @@ import json
 import pytest
 
 from pipeline.config import load_config
-from pipeline.conll_corpus import read_conll_corpus
-from pipeline.corpus import CorpusError, prepare, read_conll
+from pipeline.corpus import CorpusError, prepare, read_conll, read_conll_corpus
 
 CONLL_2003_STYLE = """-DOCSTART- -X- -X- O
 

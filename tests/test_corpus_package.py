@@ -46,11 +46,6 @@ def test_no_module_of_the_package_imports_in_a_circle():
         visit(name, ())
 
 
-def test_the_old_conll_module_only_re_exports_the_package():
-    assert corpus_imports(PROJECT_ROOT / "pipeline" / "conll_corpus.py") == {"conll"}
-    assert not any("pipeline.conll_corpus" in path.read_text() for path in PACKAGE.glob("*.py"))
-
-
 @pytest.mark.parametrize("fmt, reader", [("kaggle_csv", KaggleCsvReader), ("conll", ConllReader), (None, KaggleCsvReader)])
 def test_each_format_has_its_reader_behind_one_interface(fmt, reader):
     cfg = {"format": fmt, "path": None, "encoding": "utf-8", "files": {}, "tag_column": -1, "pos_column": None}

@@ -185,7 +185,11 @@ def test_a_run_with_every_feature_records_them_and_its_subsample(featured_run):
     assert record["casing"] and record["chars"]["max_chars"] == TINY_TRAIN["max_chars_per_token"]
     assert "paris" in record["vectors"]["words"]
     assert summary["train_sentences"] == 20
-    assert len((run_dir / "train_sentence_ids.txt").read_text().split("\n")) == 21
+    ids = (run_dir / "train_sentence_ids.txt").read_text().splitlines()
+    assert len(ids) == 20
+    from pipeline.corpus import read_conll  # the same subsample as text, for peer taggers
+
+    assert [s.sentence_id for s in read_conll(run_dir / "train_subsample.conll")] == ids
 
 
 def test_a_run_with_every_feature_evaluates_and_tags(featured_run, cached_shards, tmp_path):

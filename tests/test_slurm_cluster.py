@@ -1,5 +1,7 @@
 """On a real one-node Slurm cluster: the tiny pipeline through ``--profile profiles/slurm`` (snakemake-executor-plugin-
-slurm, genuine sbatch/srun/squeue) gives exactly what a local run gives, and every embed shard is its own Slurm job.
+slurm, genuine sbatch/srun/squeue) gives exactly what a local run gives, and every embed shard is its own Slurm job;
+the tiny experiment grid (``snakemake experiments``) on the cluster's cache sends each training to Slurm and
+summarises to the same numbers as the same grid run locally.
 
 The fixture brings the cluster up with ``.ci/slurm-cluster.sh up`` (installs Debian's Slurm, writes slurm.conf, starts
 the daemons) and always tears it down. Outside CI the test skips where that cannot work (not root, no apt); with
@@ -15,11 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import csv
+
 import h5py
 import numpy as np
 import pytest
+import yaml
 
-from conftest import wait_for_background_apt, without_slurm_environment, workflow_copy
+from conftest import TINY_GRID, wait_for_background_apt, with_experiments, without_slurm_environment, workflow_clone
+from conftest import workflow_copy
 from conftest import skip_unless as shared_skip_unless
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -33,6 +39,10 @@ RUN_TIMEOUT_S = 900
 # The tiny models need well under 1 GB; asking for the rules' production memory would not fit a small CI runner's node.
 TINY_MEM_MB = 1000
 CLUSTER_RULES = ("pretrain_bilm", "export_bilm", "embed_shard", "train")
+#: What an experiment grid on a finished cache sends to Slurm: its trainings (evaluations and summary stay local).
+EXPERIMENT_CLUSTER_RULES = ("experiment_train",)
+#: Summary columns that are timings, which differ between any two runs.
+TIMING_COLUMNS = ("train_seconds_mean",)
 # One CPU per job: the test node has the machine's CPUs (2 on CI), so two shards embed side by side.
 THREADS_PER_JOB = 1
 # The plugin waits 40 s before its first squeue by default (sized for busy production clusters); a job of the tiny
@@ -65,10 +75,10 @@ def slurm_cluster(request, tmp_path_factory) -> None:
     assert started.returncode == 0, f"cluster did not come up:\n{started.stdout}\n{started.stderr}"
 
 
-def run_on_cluster(workdir: Path) -> subprocess.CompletedProcess:
+def run_on_cluster(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
     """The documented command, plus what this accounting-less test cluster and the tiny corpus need."""
     command = [
-        sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "tiny.yaml",
+        sys.executable, "-m", "snakemake", *targets, "--profile", "profiles/slurm", "--configfile", "tiny.yaml",
         # No slurmdbd here: sacct knows no jobs and there are no accounts.
         "--slurm-status-command", "squeue", "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", str(FIRST_STATUS_CHECK_S),
@@ -76,7 +86,7 @@ def run_on_cluster(workdir: Path) -> subprocess.CompletedProcess:
         # Keep every job's Slurm log: the test maps each shard to its job id through them.
         "--slurm-keep-successful-logs",
         "--max-threads", str(THREADS_PER_JOB),
-        "--set-resources", *[f"{rule}:mem_mb={TINY_MEM_MB}" for rule in CLUSTER_RULES],
+        "--set-resources", *[f"{rule}:mem_mb={TINY_MEM_MB}" for rule in CLUSTER_RULES + EXPERIMENT_CLUSTER_RULES],
     ]
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           env=without_slurm_environment())
@@ -155,3 +165,35 @@ def test_cluster_metrics_equal_the_local_metrics(both_runs):
     assert metrics[0] == metrics[1]
     assert (cluster_dir / "results" / "ner" / "test" / "predictions.conll").read_text() == (
         local_dir / "results" / "ner" / "test" / "predictions.conll").read_text()
+
+
+@pytest.fixture(scope="module")
+def both_grids(both_runs, request, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny experiment grid run on the cluster, in a copy of the cluster run's finished workflow (its cache), and
+    the same grid run locally on the local run's cache (conftest.tiny_experiments)."""
+    cluster_dir, _ = both_runs
+    grid_dir = workflow_clone(cluster_dir, tmp_path_factory.mktemp("slurm-grid") / "cluster")
+    with_experiments(grid_dir, yaml.safe_load((cluster_dir / "tiny.yaml").read_text()), TINY_GRID)
+    result = run_on_cluster(grid_dir, "experiments")
+    print(f"\nSlurm jobs of the cluster grid:\n{slurm_jobs()}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    local_dir, _, _ = request.getfixturevalue("tiny_experiments")
+    return grid_dir, local_dir
+
+
+def test_the_experiment_grid_sends_each_training_to_slurm_and_nothing_else(both_grids):
+    grid_dir, _ = both_grids
+    logs = grid_dir / ".snakemake" / "slurm_logs"
+    assert {path.name for path in logs.iterdir()} == {f"rule_{rule}" for rule in EXPERIMENT_CLUSTER_RULES}
+    runs = len(TINY_GRID["grids"]["tiny"]["train"]["learning_rate"]) * len(TINY_GRID["seeds"])
+    assert len(list((logs / "rule_experiment_train").rglob("*.log"))) == runs
+
+
+def summary_without_timings(workdir: Path) -> list[dict]:
+    with open(workdir / "results" / "experiments" / "summary.csv") as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(handle)]
+
+
+def test_the_cluster_grid_summary_equals_the_local_one(both_grids):
+    cluster, local = (summary_without_timings(directory) for directory in both_grids)
+    assert cluster == local and len(cluster) == len(TINY_GRID["grids"]["tiny"]["train"]["learning_rate"])

@@ -75,29 +75,32 @@ def test_interrupted_training_resumes_from_the_last_complete_epoch(tmp_path, cac
     assert losses("b") == pytest.approx(losses("a"), rel=0.03)
 
 
-def test_a_seed_ensemble_scores_each_member_as_the_evaluate_stage_does(run_dir, cached_shards, tmp_path):
-    from bench.ensemble import score_group
+def test_a_seed_ensemble_of_one_run_twice_scores_as_the_evaluate_stage_does(run_dir, cached_shards, tmp_path):
+    from pipeline.compare import seed_ensemble
 
     alone = evaluate(run_dir, cached_shards["test"], "bio_viterbi", tmp_path)["averages"]["micro"]["f1-score"]
-    scored = score_group([run_dir, run_dir], cached_shards["test"])
-    assert [member["f1"] for member in scored["members"]] == [alone, alone]
-    assert scored["ensemble"]["f1"] == alone and scored["gain"] == 0.0  # a run averaged with itself is itself
+    assert seed_ensemble([run_dir, run_dir], cached_shards["test"], "bio_viterbi") == alone  # averaged with itself
 
 
 def test_a_seed_ensemble_decodes_the_averaged_probabilities(monkeypatch):
     """Two runs that disagree on one token: the confident one wins the average, whatever the other says alone."""
     import numpy as np
 
-    from bench import ensemble
+    import pipeline.evaluate
+    from pipeline.compare import seed_ensemble
 
     tags, gold = ["O", "B-geo", "I-geo"], [["B-geo", "O"]]
-    unsure_geo = [np.array([[0.4, 0.6, 0.0], [1.0, 0.0, 0.0]])]
-    sure_outside = [np.array([[0.9, 0.1, 0.0], [1.0, 0.0, 0.0]])]
-    answers = {"unsure": unsure_geo, "sure": sure_outside}
-    monkeypatch.setattr(ensemble, "run_probabilities", lambda run, shards: (tags, answers[str(run)], gold))
-    scored = ensemble.score_group(["unsure", "sure"], [])
-    assert [member["f1"] for member in scored["members"]] == [1.0, 0.0]
-    assert scored["ensemble"]["f1"] == 0.0 and scored["gain"] == -0.5
+    answers = {"unsure": [np.array([[0.4, 0.6, 0.0], [1.0, 0.0, 0.0]])],
+               "sure": [np.array([[0.9, 0.1, 0.0], [1.0, 0.0, 0.0]])]}
+
+    class Gold:
+        def column(self, name):
+            return gold
+
+    monkeypatch.setattr(pipeline.evaluate, "cached_split_probabilities",
+                        lambda run, shards: (tags, answers[str(run)], Gold()))
+    assert seed_ensemble(["unsure"], [], "bio_viterbi") == 1.0
+    assert seed_ensemble(["unsure", "sure"], [], "bio_viterbi") == 0.0
 
 
 def test_weight_averaging_swaps_in_the_moving_average_and_back():

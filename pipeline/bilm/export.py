@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from pipeline.bilm.model import BiLM, CharCNNEncoder
 from pipeline.bilm.vocab import BEGIN_OF_WORD, CHAR_PADDING, END_OF_WORD, ID_SHIFT
-from pipeline.logs import atomic_path, get_logger
+from pipeline.logs import atomic_path, exit_status, get_logger
 
 log = get_logger(__name__)
 ELMO_LAYERS = 3
@@ -209,18 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --out (SavedModel directory) and/or --elmo-files (directory for the two files)")
     if args.options and not args.out:
         parser.error("--options and --weights need --out")
-    try:
+
+    def export() -> None:
         if args.options:
             export_elmo_files(args.options, args.weights, args.out)
-            return 0
+            return
         if args.out:
             export_bilm(args.bilm, args.out)
         if args.elmo_files:
             export_bilm_as_elmo_files(args.bilm, args.elmo_files)
-    except ElmoFilesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(export, ElmoFilesError)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
+
+import numpy as np
 
 OUTSIDE_TAG = "O"
 BIO_TAG_PATTERN = re.compile(r"^(O|[BI]-[A-Za-z][A-Za-z0-9_]*)$")
@@ -68,6 +71,21 @@ class CorpusReport:
         if len(self.warnings) > len(shown):
             lines.append(f"  ... and {len(self.warnings) - len(shown)} more")
         return "\n".join(lines)
+
+
+def summarise(sentences: Sequence[Sentence], report: CorpusReport) -> None:
+    """Fill the report's counts, tag histogram and sentence-length quantiles."""
+    lengths = np.asarray([len(s) for s in sentences])
+    report.sentences = len(sentences)
+    report.tokens = int(lengths.sum())
+    report.tag_counts = dict(Counter(t for s in sentences for t in s.tags))
+    report.length_quantiles = {
+        "min": int(lengths.min()),
+        "median": int(np.median(lengths)),
+        "p99": int(np.quantile(lengths, 0.99)),
+        "max": int(lengths.max()),
+    }
+
 
 
 @dataclass

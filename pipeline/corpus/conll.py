@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 
 from pipeline.corpus.base import (
     BIO_TAG_PATTERN, OUTSIDE_TAG, SPLITS, CorpusError, CorpusReport, ReadCorpus, Sentence, file_sha256, shown,
+    summarise,
 )
 from pipeline.logs import atomic_path
 
@@ -122,8 +123,7 @@ def read_conll_corpus(path: str | Path, encoding: str = "utf-8", tag_column: int
         current.tags.append(tag)
     if not sentences:
         raise CorpusError(f"{path}:1: no sentences (expected one token per line, blank lines between sentences)")
-    report.sentences = len(sentences)
-    report.tokens = sum(len(s) for s in sentences)
+    summarise(sentences, report)
     return sentences, report
 
 

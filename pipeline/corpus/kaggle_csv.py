@@ -26,11 +26,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
-import numpy as np
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.corpus.base import (
     BIO_TAG_PATTERN, OUTSIDE_TAG, CorpusError, CorpusReport, ReadCorpus, Sentence, file_sha256, listed, shown,
+    summarise,
 )
 from pipeline.corpus.conll import CONLL_SEPARATORS
 from pipeline.logs import get_logger
@@ -380,20 +380,6 @@ def sentences_from_text(text: str, report: CorpusReport, path: Path) -> list[Sen
         only_blank = f" (only {report.blank_lines} blank lines)" if report.blank_lines else ""
         raise CorpusError(f"{path}:{header.last_line + 1}: no data rows after the header{only_blank}")
     return list(builder.sentences.values())
-
-
-def summarise(sentences: Sequence[Sentence], report: CorpusReport) -> None:
-    """Fill the report's counts, tag histogram and sentence-length quantiles."""
-    lengths = np.asarray([len(s) for s in sentences])
-    report.sentences = len(sentences)
-    report.tokens = int(lengths.sum())
-    report.tag_counts = dict(Counter(t for s in sentences for t in s.tags))
-    report.length_quantiles = {
-        "min": int(lengths.min()),
-        "median": int(np.median(lengths)),
-        "p99": int(np.quantile(lengths, 0.99)),
-        "max": int(lengths.max()),
-    }
 
 
 def read_corpus(path: str | Path, encoding: str = "latin-1") -> tuple[list[Sentence], CorpusReport]:

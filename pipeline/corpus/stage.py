@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +15,7 @@ from pipeline.corpus.base import CorpusError, CorpusReader, tag_vocabulary
 from pipeline.corpus.conll import ConllReader
 from pipeline.corpus.kaggle_csv import KaggleCsvReader
 from pipeline.corpus.split import split_corpus, write_splits
-from pipeline.logs import atomic_path
+from pipeline.logs import atomic_path, exit_status
 
 #: ``corpus.format`` -> the reader of that format, built from the ``corpus`` config section.
 READERS: dict[str, Callable[[dict], CorpusReader]] = {
@@ -65,9 +64,4 @@ def main(argv: list[str] | None = None) -> int:
     config = validate_config({"corpus": json.loads(args.settings)}) if args.settings else load_config()
     if args.corpus:
         config["corpus"]["path"] = args.corpus
-    try:
-        prepare(config, args.out)
-    except CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: prepare(config, args.out), CorpusError)

@@ -1,12 +1,16 @@
+def bilm_inputs(bilm):
+    """The files a biLM's pretraining reads, from its bilm section: the corpus splits, every file of its
+    unlabelled_text (so an added or changed text file reruns pretraining) and the released biLM it starts from. The one
+    place to list a new file-valued bilm key: the experiments' biLMs (experiments.smk) use it too."""
+    return {"train": f"{CORPUS_DIR}/train.conll", "val": f"{CORPUS_DIR}/val.conll", "test": f"{CORPUS_DIR}/test.conll",
+            "unlabelled": bilm_text_files(bilm), "init": bilm["init"] or []}
+
+
 rule pretrain_bilm:
     message:
         "Pretraining the offline ELMo-architecture biLM on the training split (and bilm.unlabelled_text), from bilm.init"
     input:
-        train=f"{CORPUS_DIR}/train.conll",
-        val=f"{CORPUS_DIR}/val.conll",
-        test=f"{CORPUS_DIR}/test.conll",
-        unlabelled=bilm_text_files(),
-        init=config["bilm"]["init"] or [],
+        **bilm_inputs(config["bilm"]),
     output:
         directory(BILM_MODEL),
     params:

@@ -1,17 +1,23 @@
 # Shared paths and helpers of the rules. Settings reach each rule as `params.settings` (JSON of its config section):
 # Snakemake reruns a rule when its params change, so a training setting reruns training and what follows, only.
 import json
+from pathlib import Path
 
+from pipeline.config import ConfigError
 from pipeline.corpus import CorpusError, find_corpus
+from pipeline.experiments import CACHE, cache_layout, embedder_settings
+from pipeline.experiments import embedder_handle as layout_embedder_handle
+from pipeline.experiments import embedder_inputs as layout_embedder_inputs
 
-CACHE = "cache"
 RESULTS = "results"
 CORPUS_DIR = f"{CACHE}/corpus"
 SPLITS = ("train", "val", "test")
-BILM_MODEL = f"{CACHE}/bilm/model"
-BILM_HUB = f"{CACHE}/bilm/hub"
-BILM_CHECKPOINT = f"{CACHE}/bilm/checkpoint"
-ELMO_FILES_HUB = f"{CACHE}/elmo_files/hub"  # embedder.kind elmo_files: the bilm-tf files exported as a SavedModel
+# The configuration's own cache (pipeline.experiments.cache_layout: experiments that change the embedder get theirs).
+BASE_CACHE = cache_layout(config, config)
+BILM_MODEL = BASE_CACHE.bilm_model
+BILM_HUB = BASE_CACHE.bilm_hub
+BILM_CHECKPOINT = f"{Path(BILM_MODEL).parent}/checkpoint"  # pretraining resumes from here after a kill
+ELMO_FILES_HUB = BASE_CACHE.elmo_files_hub  # embedder.kind elmo_files: the bilm-tf files exported as a SavedModel
 RUN_DIR = f"{RESULTS}/{config['task']}"
 
 
@@ -20,25 +26,21 @@ def section_json(name):
     return json.dumps(config[name], sort_keys=True)
 
 
-def bilm_text_files():
-    """Every file bilm.unlabelled_text names (so a changed or added text file reruns pretraining), or a clear error."""
+def bilm_text_files(bilm):
+    """Every file a bilm section's unlabelled_text names, or a clear error naming what matched nothing."""
     from pipeline.bilm.text import TextSourceError, expand_text_sources
 
     try:
-        return [str(path) for path in expand_text_sources(config["bilm"]["unlabelled_text"])]
+        return [str(path) for path in expand_text_sources(bilm["unlabelled_text"])]
     except TextSourceError as exc:
         raise WorkflowError(str(exc))
 
 
-def embedder_settings_json():
-    """The embedder section as the embed jobs' params, without the elmo_files paths unless that kind is in use: a
-    workspace embedded before those keys existed keeps its cache instead of re-embedding the corpus."""
-    settings = dict(config["embedder"])
-    if settings["kind"] != "elmo_files":
-        for key in ("options", "weights"):
-            if settings.get(key) is None:
-                settings.pop(key, None)
-    return json.dumps(settings, sort_keys=True)
+def embedder_settings_json(embedder=None):
+    """The embedder section (the configuration's by default) as the embed jobs' params, without the elmo_files paths
+    unless that kind is in use: a workspace embedded before those keys existed keeps its cache instead of
+    re-embedding the corpus."""
+    return json.dumps(embedder_settings(config["embedder"] if embedder is None else embedder), sort_keys=True)
 
 
 def corpus_file():
@@ -52,26 +54,24 @@ def corpus_file():
         raise WorkflowError(str(exc))
 
 
-def embedder_handle():
+def embedder_handle(embedder=None, layout=BASE_CACHE):
     """What the embed stage loads with tensorflow_hub.load: our exported biLM, the exported bilm-tf files, or the
-    configured TF-Hub module."""
-    if config["embedder"]["kind"] == "bilm":
-        return BILM_HUB
-    if config["embedder"]["kind"] == "elmo_files":
-        missing = [key for key in ("options", "weights") if not config["embedder"].get(key)]
-        if missing:
-            raise WorkflowError(f"embedder.kind is elmo_files but embedder.{' and embedder.'.join(missing)} is empty: "
-                                f"give the paths of the bilm-tf options JSON and weights HDF5 files")
-        return ELMO_FILES_HUB
-    if not config["embedder"]["handle"]:
-        raise WorkflowError("embedder.kind is tfhub but embedder.handle is empty: give a URL or a local directory")
-    return config["embedder"]["handle"]
+    configured TF-Hub module (the configuration's embedder and cache by default)."""
+    try:
+        return layout_embedder_handle(config["embedder"] if embedder is None else embedder, layout)
+    except ConfigError as exc:
+        raise WorkflowError(str(exc))
 
 
 def embedder_inputs(wildcards):
     """The exported biLM (or bilm-tf files) is an input of every embed job when it is the embedder (so retraining it,
     or new files, re-embeds)."""
-    return {"bilm": [BILM_HUB], "elmo_files": [ELMO_FILES_HUB]}.get(config["embedder"]["kind"], [])
+    return layout_embedder_inputs(config["embedder"], BASE_CACHE)
+
+
+def shard_conll(wildcards):
+    """Input function: the CoNLL file of the shard an embed job embeds."""
+    return f"{checkpoints.split_corpus.get().output.shards}/{wildcards.shard}.conll"
 
 
 def shard_names(split):
@@ -81,6 +81,6 @@ def shard_names(split):
         return json.load(handle)["shards"][split]
 
 
-def shard_embeddings(split):
-    """Input function: the HDF5 cache files of every shard of a split."""
-    return lambda wildcards: [f"{CACHE}/embeddings/{name}.h5" for name in shard_names(split)]
+def shard_embeddings(split, layout=lambda wildcards: BASE_CACHE):
+    """Input function: the HDF5 cache files of every shard of a split, in the cache ``layout(wildcards)`` gives."""
+    return lambda wildcards: [layout(wildcards).shard(name) for name in shard_names(split)]

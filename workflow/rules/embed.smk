@@ -2,11 +2,11 @@ rule embed_shard:
     message:
         "Embedding shard {wildcards.shard} once into the HDF5 cache"
     input:
-        shard=lambda wildcards: f"{checkpoints.split_corpus.get().output.shards}/{wildcards.shard}.conll",
+        shard=shard_conll,
         meta=f"{CORPUS_DIR}/meta.json",
         embedder=embedder_inputs,
     output:
-        f"{CACHE}/embeddings/{{shard}}.h5",
+        BASE_CACHE.shard("{shard}"),
     params:
         settings=embedder_settings_json(),
         handle=embedder_handle(),

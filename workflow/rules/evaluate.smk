@@ -10,6 +10,7 @@ rule evaluate:
         predictions=f"{RUN_DIR}/test/predictions.conll",
     params:
         decode=config["evaluate"]["decode"],
+        run_dir=RUN_DIR,
     resources:
         mem_mb=4000,
         runtime=30,
@@ -18,4 +19,4 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate.tsv"
     shell:
-        "python -m pipeline.evaluate --run {RUN_DIR} --test {input.test} --decode {params.decode} --out {RUN_DIR}/test > {log} 2>&1"
+        "python -m pipeline.evaluate --run {params.run_dir} --test {input.test} --decode {params.decode} --out {params.run_dir}/test > {log} 2>&1"

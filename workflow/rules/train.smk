@@ -17,6 +17,7 @@ rule train:
     params:
         settings=section_json("train"),
         task=config["task"],
+        run_dir=RUN_DIR,
     threads: 4  # capped by --cores; profiles/slurm sets its own
     resources:
         mem_mb=12000,
@@ -28,4 +29,4 @@ rule train:
     benchmark:
         "benchmarks/train.tsv"
     shell:
-        "python -m pipeline.train --train {input.train} --val {input.val} --meta {input.meta} --settings {params.settings:q} --task {params.task} --out {RUN_DIR} > {log} 2>&1"
+        "python -m pipeline.train --train {input.train} --val {input.val} --meta {input.meta} --settings {params.settings:q} --task {params.task} --out {params.run_dir} > {log} 2>&1"
