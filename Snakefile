@@ -32,6 +32,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/tag_collection.smk"
 
 
 # Run on the submit host even with a cluster executor: these are short and a Slurm job would mostly wait in the queue.
@@ -40,6 +41,8 @@ localrules:
     split_corpus,
     evaluate,
     report_figures,
+    merge_tag_collection,
+    tag_collection,
 
 
 rule all:
