@@ -26,7 +26,6 @@ from typing import Iterable, Iterator
 from pipeline.config import settings_json
 from pipeline.documents import CollectionError, Document, Problem, collection_files, read_collection
 from pipeline.logs import atomic_path, get_logger
-from pipeline.progress import Progress
 from pipeline.tagger import TaggerError
 from pipeline.tokenize import paragraph_sentences
 
@@ -109,7 +108,7 @@ def write_shard(shard: ShardPlan, directory: Path) -> None:
             handle.write(json.dumps(document.to_dict(), ensure_ascii=False) + "\n")
 
 
-def counted(items: Iterable[Document | Problem], progress: Progress) -> Iterator[Document | Problem]:
+def counted(items: Iterable[Document | Problem], progress) -> Iterator[Document | Problem]:  # noqa: ANN001
     """Pass the items on, counting the files they come from (a new file name is one more file done)."""
     last = None
     for item in items:
@@ -127,6 +126,8 @@ def plan(settings: dict, manifest_path: Path, shards_dir: Path) -> dict:
 
     Both outputs are written atomically (the shard directory complete before the manifest appears).
     """
+    from pipeline.progress import Progress  # imports Keras: not at module level, which the Snakefile imports
+
     files = collection_files(settings["input"])
     log.info("planning %d file(s) of %s into shards of about %d sentences", len(files), settings["input"],
              settings["shard_sentences"])

@@ -1,5 +1,6 @@
 """On a real one-node Slurm cluster: the tiny pipeline through ``--profile profiles/slurm`` (snakemake-executor-plugin-
-slurm, genuine sbatch/srun/squeue) gives exactly what a local run gives, and every embed shard is its own Slurm job.
+slurm, genuine sbatch/srun/squeue) gives exactly what a local run gives, and every embed shard is its own Slurm job;
+the same run then tags a tiny document collection with the model it trained, one Slurm job per shard.
 
 The fixture brings the cluster up with ``.ci/slurm-cluster.sh up`` (installs Debian's Slurm, writes slurm.conf, starts
 the daemons) and always tears it down. Outside CI the test skips where that cannot work (not root, no apt); with
@@ -17,10 +18,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from conftest import wait_for_background_apt, without_slurm_environment, workflow_copy
 from conftest import skip_unless as shared_skip_unless
+from test_tag_collection import write_collection
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = PROJECT / ".ci" / "slurm-cluster.sh"
@@ -32,7 +36,9 @@ INSTALL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 900
 # The tiny models need well under 1 GB; asking for the rules' production memory would not fit a small CI runner's node.
 TINY_MEM_MB = 1000
-CLUSTER_RULES = ("pretrain_bilm", "export_bilm", "embed_shard", "train")
+CLUSTER_RULES = ("pretrain_bilm", "export_bilm", "embed_shard", "train", "plan_tag_collection", "tag_shard")
+#: The tiny collection in shards of this many sentences: three tag_shard jobs.
+TAG_SHARD_SENTENCES = 4
 # One CPU per job: the test node has the machine's CPUs (2 on CI), so two shards embed side by side.
 THREADS_PER_JOB = 1
 # The plugin waits 40 s before its first squeue by default (sized for busy production clusters); a job of the tiny
@@ -68,7 +74,9 @@ def slurm_cluster(request, tmp_path_factory) -> None:
 def run_on_cluster(workdir: Path) -> subprocess.CompletedProcess:
     """The documented command, plus what this accounting-less test cluster and the tiny corpus need."""
     command = [
-        sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "tiny.yaml",
+        # The pipeline's default target, then the tiny collection tagged with the model it trained.
+        sys.executable, "-m", "snakemake", "all", "tag_collection",
+        "--profile", "profiles/slurm", "--configfile", "tiny.yaml",
         # No slurmdbd here: sacct knows no jobs and there are no accounts.
         "--slurm-status-command", "squeue", "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", str(FIRST_STATUS_CHECK_S),
@@ -95,7 +103,10 @@ def both_runs(slurm_cluster, request, tmp_path_factory) -> tuple[Path, Path]:
 
     The local run is asked for only once the cluster run is done: under xdist another worker may be making it
     meanwhile, and the two then overlap instead of one waiting for the other."""
-    cluster_dir, _ = workflow_copy(tmp_path_factory.mktemp("slurm") / "cluster")
+    cluster_dir, config = workflow_copy(tmp_path_factory.mktemp("slurm") / "cluster")
+    write_collection(cluster_dir)
+    config["tag"] = {"input": "docs", "out": "tagged", "shard_sentences": TAG_SHARD_SENTENCES}
+    (cluster_dir / "tiny.yaml").write_text(yaml.safe_dump(config))
     cluster = run_on_cluster(cluster_dir)
     listing = slurm_jobs()
     (cluster_dir / "squeue.txt").write_text(listing)
@@ -155,3 +166,22 @@ def test_cluster_metrics_equal_the_local_metrics(both_runs):
     assert metrics[0] == metrics[1]
     assert (cluster_dir / "results" / "ner" / "test" / "predictions.conll").read_text() == (
         local_dir / "results" / "ner" / "test" / "predictions.conll").read_text()
+
+
+def test_each_tag_shard_ran_as_its_own_slurm_job_and_the_collection_was_merged(both_runs):
+    cluster_dir, _ = both_runs
+    tagged = cluster_dir / "tagged"
+    planned = [shard["name"] for shard in json.loads((tagged / "plan" / "manifest.json").read_text())["shards"]]
+    assert len(planned) > 1
+    job_ids = {name: json.loads((tagged / "records" / f"{name}.stats.json").read_text())["slurm_job_id"]
+               for name in planned}
+    assert all(job_ids.values()), f"a shard was tagged outside Slurm: {job_ids}"
+    assert len(set(job_ids.values())) == len(planned), f"shards shared a Slurm job: {job_ids}"
+    logs = cluster_dir / ".snakemake" / "slurm_logs" / "rule_tag_shard"
+    for name, job_id in job_ids.items():
+        assert (logs / name / f"{job_id}.log").is_file(), f"no Slurm log of job {job_id} for shard {name}"
+    summary = json.loads((tagged / "summary.json").read_text())
+    assert summary["documents"] == 7 and summary["skipped_documents"] == 3
+    records = [json.loads(line) for name in planned for line in (tagged / "records" / f"{name}.jsonl").open()]
+    table = pq.read_table(tagged / "entities.parquet")
+    assert table.num_rows == sum(len(r["entities"]) for r in records) == summary["entities"]

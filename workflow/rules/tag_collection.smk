@@ -47,6 +47,7 @@ checkpoint plan_tag_collection:
         settings=plan_settings(TAG),
         input=TAG["input"],
         sentences=TAG["shard_sentences"],
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
@@ -94,6 +95,7 @@ rule merge_tag_collection:
         summary=f"{TAG_DIR}/summary.json",
         page=f"{TAG_DIR}/summary.html",
         figure=f"{TAG_DIR}/summary.png",
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
