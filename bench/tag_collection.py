@@ -72,7 +72,7 @@ def run_mode(workdir: Path, label: str, options: list[str], tag: dict) -> dict:
     out = f"out-{label.replace(' ', '')}"
     config = workdir / f"{out}.yaml"
     config.write_text(yaml.safe_dump({"tag": tag | {"out": out}}))
-    command = [sys.executable, "-m", "snakemake", *options, "--configfile", str(config), "tag_collection"]
+    command = [sys.executable, "-m", "snakemake", "tag_collection", *options, "--configfile", str(config)]
     with c.Stopwatch() as watch:
         result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:

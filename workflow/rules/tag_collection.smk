@@ -1,4 +1,4 @@
-# Tag a document collection with a trained run: snakemake --cores all tag_collection --config 'tag={"input": "docs/"}'
+# Tag a document collection with a trained run: snakemake --cores all tag_collection --config 'tag={"input": "articles/"}'
 # plan (a checkpoint: the shard list is known once it has read the collection) -> one tag_shard job per shard, which
 # loads the model once and writes its records atomically -> merge into the entity table and the summary.
 # Finished shards are never tagged again; after a kill, `snakemake --unlock` and the same command resume.
@@ -19,7 +19,7 @@ wildcard_constraints:
 def tag_collection_documents(wildcards):
     """The collection's files (their changes replan), or a clear error when tag.input is missing or matches none."""
     if not TAG["input"]:
-        raise WorkflowError("tag.input is not set: give the documents to tag, e.g. --config 'tag={\"input\": \"docs/\"}'")
+        raise WorkflowError("tag.input is not set: give the documents to tag, e.g. --config 'tag={\"input\": \"articles/\"}'")
     try:
         return [str(path) for path in collection_files(TAG["input"])]
     except CollectionError as exc:
