@@ -71,7 +71,7 @@ rule tag_shard:
     params:
         settings=tag_settings(TAG),
         run=TAG["run"],
-    threads: 1  # one job per core: tagging small batches gains little from a second thread (docs/tag_collection.md)
+    threads: 1  # one core per job, shards fan out over cores and nodes; --set-threads tag_shard=2 gives each two
     resources:
         mem_mb=4000,
         runtime=60,
