@@ -139,9 +139,9 @@ def plan(settings: dict, manifest_path: Path, shards_dir: Path) -> dict:
         for shard in pack_shards(counted(items, progress), settings["shard_sentences"], problems):
             write_shard(shard, Path(tmp))
             shards.append(shard.summary())
-    if not shards:
-        raise CollectionError(f"tag.input {settings['input']!r}: no document could be read ({len(problems)} "
-                              f"skipped; the first: {problems[0] if problems else 'none'})")
+        if not shards:  # inside the block: the empty shard directory is removed, not renamed into place
+            raise CollectionError(f"tag.input {settings['input']!r}: no document could be read ({len(problems)} "
+                                  f"skipped; the first: {problems[0] if problems else 'none'})")
     manifest = {
         "input": settings["input"], "files": len(files), "shard_sentences": settings["shard_sentences"],
         "documents": sum(s["documents"] for s in shards), "sentences": sum(s["sentences"] for s in shards),

@@ -143,6 +143,19 @@ def test_plan_writes_the_shard_inputs_and_a_manifest_with_the_skipped_documents(
     assert json.loads((tmp_path / "plan" / "manifest.json").read_text()) == manifest
 
 
+def test_a_collection_with_no_readable_document_is_one_clear_error(tmp_path, caplog):
+    from pipeline.collection import main
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "empty.txt").write_text("")
+    settings = {"input": str(tmp_path / "docs"), "format": "auto", "encoding": "utf-8", "text_field": "text",
+                "id_field": "id", "shard_sentences": 10}
+    status = main(["plan", "--settings", json.dumps(settings), "--manifest", str(tmp_path / "m.json"), "--shards",
+                   str(tmp_path / "shards")])
+    assert status == 2 and not (tmp_path / "m.json").exists() and not (tmp_path / "shards").exists()
+    assert "no document could be read (1 skipped; the first: " in caplog.text and "empty.txt" in caplog.text
+
+
 # --- the workflow ---------------------------------------------------------------------------------------------------
 
 
@@ -155,11 +168,12 @@ def snakemake(workdir: Path, *args: str) -> subprocess.Popen:
 
 def finished_shards(records: Path) -> dict[str, tuple[int, int]]:
     """Shard -> (inode, mtime) of the records of every shard whose job has finished (its stats are written last)."""
-    if not records.is_dir():
-        return {}
-    return {p.name.split(".")[0]: (os.stat(records / f"{p.name.split('.')[0]}.jsonl").st_ino,
-                                   os.stat(records / f"{p.name.split('.')[0]}.jsonl").st_mtime_ns)
-            for p in records.glob("*.stats.json")}
+    finished = {}
+    for stats in records.glob("*.stats.json") if records.is_dir() else []:
+        shard = stats.name.removesuffix(".stats.json")
+        info = os.stat(records / f"{shard}.jsonl")
+        finished[shard] = (info.st_ino, info.st_mtime_ns)
+    return finished
 
 
 def kill_after_first_shard(workdir: Path) -> dict[str, tuple[int, int]]:
@@ -185,7 +199,7 @@ def resumed(tmp_path_factory, trained_run) -> dict:
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     before = kill_after_first_shard(workdir)
     unlocked = snakemake(workdir, "--unlock")
-    unlocked.communicate(timeout=RUN_TIMEOUT_S)
+    assert unlocked.communicate(timeout=RUN_TIMEOUT_S) and unlocked.returncode == 0
     resume = snakemake(workdir, "--cores", "2", "--rerun-incomplete")
     output, _ = resume.communicate(timeout=RUN_TIMEOUT_S)
     assert resume.returncode == 0, output[-6000:]
