@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from pipeline.config import settings_json
-from pipeline.documents import CollectionError, Document, Problem, collection_files, read_collection
+from pipeline.documents import CollectionError, Document, Problem, collection_files, read_files
 from pipeline.logs import atomic_path, get_logger
 from pipeline.tagger import TaggerError
 from pipeline.tokenize import paragraph_sentences
@@ -84,7 +84,8 @@ def pack_shards(items: Iterable[Document | Problem], shard_sentences: int,
                 problems: list[Problem]) -> Iterator[ShardPlan]:
     """Whole documents, in order, packed into shards of at most ``shard_sentences`` sentences (a document with more
     is a shard of its own); the problems met on the way are appended to ``problems``."""
-    current = ShardPlan(shard_name(0))
+    index = 0
+    current = ShardPlan(shard_name(index))
     for item in items:
         if isinstance(item, Problem):
             log.warning("skipped %s", item)
@@ -93,7 +94,8 @@ def pack_shards(items: Iterable[Document | Problem], shard_sentences: int,
         sentences, tokens = sentence_and_token_counts(item)
         if current.documents and current.sentences + sentences > shard_sentences:
             yield current
-            current = ShardPlan(shard_name(int(current.name[len(SHARD_PREFIX):]) + 1))
+            index += 1
+            current = ShardPlan(shard_name(index))
         current.documents.append(item)
         current.sentences += sentences
         current.tokens += tokens
@@ -131,8 +133,7 @@ def plan(settings: dict, manifest_path: Path, shards_dir: Path) -> dict:
     files = collection_files(settings["input"])
     log.info("planning %d file(s) of %s into shards of about %d sentences", len(files), settings["input"],
              settings["shard_sentences"])
-    items = read_collection(settings["input"], settings["format"], settings["encoding"], settings["text_field"],
-                            settings["id_field"])
+    items = read_files(files, settings["format"], settings["encoding"], settings["text_field"], settings["id_field"])
     problems: list[Problem] = []
     shards = []
     with atomic_path(shards_dir, directory=True) as tmp, Progress(len(files), "plan", "file") as progress:

@@ -102,8 +102,8 @@ def collection_files(spec: str) -> list[Path]:
     else:
         files = [Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file()]
     if not files:
-        what = "directory holds no files" if root.is_dir() else "matches no files"
-        raise CollectionError(f"tag.input {spec!r}: the {what} (give a directory of documents or a glob such as "
+        what = "the directory holds no files" if root.is_dir() else "matches no files"
+        raise CollectionError(f"tag.input {spec!r}: {what} (give a directory of documents or a glob such as "
                               f"'docs/**/*.txt')")
     return sorted(files)
 
@@ -305,9 +305,15 @@ def read_file(path: Path, fmt: str, encoding: str, text_field: str = "text",
         yield Problem(file, None, f"cannot be read ({exc.strerror or exc})")
 
 
+def read_files(files: Iterable[Path], fmt: str = "auto", encoding: str = "utf-8", text_field: str = "text",
+               id_field: str = "id") -> Iterator[Document | Problem]:
+    """Every document of the files, and every problem, file by file."""
+    check_encoding(encoding)
+    for path in files:
+        yield from read_file(path, file_format(path, fmt), encoding, text_field, id_field)
+
+
 def read_collection(spec: str, fmt: str = "auto", encoding: str = "utf-8", text_field: str = "text",
                     id_field: str = "id") -> Iterator[Document | Problem]:
     """Every document of a collection, and every problem, file by file in sorted order."""
-    check_encoding(encoding)
-    for path in collection_files(spec):
-        yield from read_file(path, file_format(path, fmt), encoding, text_field, id_field)
+    return read_files(collection_files(spec), fmt, encoding, text_field, id_field)

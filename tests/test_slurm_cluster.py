@@ -1,6 +1,6 @@
 """On a real one-node Slurm cluster: the tiny pipeline through ``--profile profiles/slurm`` (snakemake-executor-plugin-
 slurm, genuine sbatch/srun/squeue) gives exactly what a local run gives, and every embed shard is its own Slurm job;
-the same run then tags a tiny document collection with the model it trained, one Slurm job per shard.
+a second run then tags a tiny document collection with the model it trained, one Slurm job per shard.
 
 The fixture brings the cluster up with ``.ci/slurm-cluster.sh up`` (installs Debian's Slurm, writes slurm.conf, starts
 the daemons) and always tears it down. Outside CI the test skips where that cannot work (not root, no apt); with
@@ -36,9 +36,10 @@ INSTALL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 900
 # The tiny models need well under 1 GB; asking for the rules' production memory would not fit a small CI runner's node.
 TINY_MEM_MB = 1000
-CLUSTER_RULES = ("pretrain_bilm", "export_bilm", "embed_shard", "train", "plan_tag_collection", "tag_shard")
-#: The tiny collection in shards of this many sentences: three tag_shard jobs.
-TAG_SHARD_SENTENCES = 4
+CLUSTER_RULES = ("pretrain_bilm", "export_bilm", "embed_shard", "train")
+TAG_CLUSTER_RULES = ("plan_tag_collection", "tag_shard")
+#: The tiny collection (11 sentences) in shards of this many sentences: two tag_shard jobs.
+TAG_SHARD_SENTENCES = 8
 # One CPU per job: the test node has the machine's CPUs (2 on CI), so two shards embed side by side.
 THREADS_PER_JOB = 1
 # The plugin waits 40 s before its first squeue by default (sized for busy production clusters); a job of the tiny
@@ -71,12 +72,10 @@ def slurm_cluster(request, tmp_path_factory) -> None:
     assert started.returncode == 0, f"cluster did not come up:\n{started.stdout}\n{started.stderr}"
 
 
-def run_on_cluster(workdir: Path) -> subprocess.CompletedProcess:
+def run_on_cluster(workdir: Path, target: str = "all") -> subprocess.CompletedProcess:
     """The documented command, plus what this accounting-less test cluster and the tiny corpus need."""
     command = [
-        # The pipeline's default target, then the tiny collection tagged with the model it trained.
-        sys.executable, "-m", "snakemake", "all", "tag_collection",
-        "--profile", "profiles/slurm", "--configfile", "tiny.yaml",
+        sys.executable, "-m", "snakemake", target, "--profile", "profiles/slurm", "--configfile", "tiny.yaml",
         # No slurmdbd here: sacct knows no jobs and there are no accounts.
         "--slurm-status-command", "squeue", "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", str(FIRST_STATUS_CHECK_S),
@@ -84,7 +83,7 @@ def run_on_cluster(workdir: Path) -> subprocess.CompletedProcess:
         # Keep every job's Slurm log: the test maps each shard to its job id through them.
         "--slurm-keep-successful-logs",
         "--max-threads", str(THREADS_PER_JOB),
-        "--set-resources", *[f"{rule}:mem_mb={TINY_MEM_MB}" for rule in CLUSTER_RULES],
+        "--set-resources", *[f"{rule}:mem_mb={TINY_MEM_MB}" for rule in CLUSTER_RULES + TAG_CLUSTER_RULES],
     ]
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           env=without_slurm_environment())
@@ -142,7 +141,8 @@ def test_each_embed_shard_ran_as_its_own_slurm_job(both_runs):
 def test_the_rules_kept_local_did_not_go_to_slurm(both_runs):
     cluster_dir, _ = both_runs
     logged = {path.name for path in (cluster_dir / ".snakemake" / "slurm_logs").iterdir()}
-    assert logged == {f"rule_{rule}" for rule in CLUSTER_RULES}
+    tagging = {f"rule_{rule}" for rule in TAG_CLUSTER_RULES}  # there once the tagging test below has run
+    assert logged - tagging == {f"rule_{rule}" for rule in CLUSTER_RULES}
 
 
 def test_cluster_cache_equals_the_local_cache(both_runs):
@@ -168,8 +168,18 @@ def test_cluster_metrics_equal_the_local_metrics(both_runs):
         local_dir / "results" / "ner" / "test" / "predictions.conll").read_text()
 
 
-def test_each_tag_shard_ran_as_its_own_slurm_job_and_the_collection_was_merged(both_runs):
+@pytest.fixture(scope="module")
+def tagged_on_cluster(both_runs) -> Path:
+    """The tiny collection tagged on the cluster with the model the cluster run trained (a run of its own, so that
+    the pipeline's run keeps its whole time limit)."""
     cluster_dir, _ = both_runs
+    tagging = run_on_cluster(cluster_dir, "tag_collection")
+    assert tagging.returncode == 0, tagging.stdout[-4000:] + tagging.stderr[-6000:]
+    return cluster_dir
+
+
+def test_each_tag_shard_ran_as_its_own_slurm_job_and_the_collection_was_merged(tagged_on_cluster):
+    cluster_dir = tagged_on_cluster
     tagged = cluster_dir / "tagged"
     planned = [shard["name"] for shard in json.loads((tagged / "plan" / "manifest.json").read_text())["shards"]]
     assert len(planned) > 1
@@ -180,6 +190,8 @@ def test_each_tag_shard_ran_as_its_own_slurm_job_and_the_collection_was_merged(b
     logs = cluster_dir / ".snakemake" / "slurm_logs" / "rule_tag_shard"
     for name, job_id in job_ids.items():
         assert (logs / name / f"{job_id}.log").is_file(), f"no Slurm log of job {job_id} for shard {name}"
+    logged = {path.name for path in (cluster_dir / ".snakemake" / "slurm_logs").iterdir()}
+    assert {f"rule_{rule}" for rule in TAG_CLUSTER_RULES} <= logged and "rule_merge_tag_collection" not in logged
     summary = json.loads((tagged / "summary.json").read_text())
     assert summary["documents"] == 7 and summary["skipped_documents"] == 3
     records = [json.loads(line) for name in planned for line in (tagged / "records" / f"{name}.jsonl").open()]
