@@ -33,6 +33,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/experiments.smk"
+include: "workflow/rules/tag_collection.smk"
 
 
 # Run on the submit host even with a cluster executor: these are short and a Slurm job would mostly wait in the queue.
@@ -41,6 +42,8 @@ localrules:
     split_corpus,
     evaluate,
     report_figures,
+    merge_tag_collection,
+    tag_collection,
 
 
 rule all:

@@ -20,14 +20,14 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from pipeline.batching import length_buckets, padded_length
 from pipeline.config import PROJECT_ROOT
 from pipeline.words import TokenFeatures
-from pipeline.tokenize import Token, iter_sentences, read_pretokenized, split_sentences
+from pipeline.tokenize import Token, iter_sentences, paragraph_sentences, read_pretokenized, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -241,12 +241,14 @@ class Tagger:
         """Entity types the model knows, in tag-vocabulary order."""
         return list(dict.fromkeys(t[len(BEGIN_PREFIX):] for t in self.tags if t != OUTSIDE_TAG))
 
-    def tag(self, texts: Iterable[str]) -> list[TaggedSentence]:
+    def tag(self, texts: Iterable[str], paragraphs: bool = False) -> list[TaggedSentence]:
         """Split each raw text into sentences and tokens and tag them; sentences keep ``text_index`` and ``offset``.
 
-        Empty or whitespace-only texts give no sentences.
+        Empty or whitespace-only texts give no sentences. With ``paragraphs`` a blank line also ends a sentence, as
+        in :meth:`tag_stream` (whole documents: a heading without a full stop stays a sentence of its own).
         """
-        return list(self._tag_pending(_pending_from_texts(texts)))
+        split = paragraph_sentences if paragraphs else split_sentences
+        return list(self._tag_pending(_pending_from_texts(texts, split)))
 
     def tag_tokens(self, sentences: Iterable[Sequence[str]]) -> list[TaggedSentence]:
         """Tag pre-tokenized sentences (lists of token strings), one result per input sentence, in order.
@@ -326,12 +328,14 @@ def _chosen_probabilities(probabilities: np.ndarray, tag_index: dict[str, int], 
     return probabilities[np.arange(len(chosen)), [tag_index[t] for t in chosen]]
 
 
-def _pending_from_texts(texts: Iterable[str]) -> Iterator[_Pending]:
-    """Sentences of each raw text with their own text, tokens rebased to it, and where they sit in the input."""
+def _pending_from_texts(texts: Iterable[str],
+                        split: Callable[[str], list[list[Token]]] = split_sentences) -> Iterator[_Pending]:
+    """Sentences of each raw text (cut by ``split``) with their own text, tokens rebased to it, and where they sit
+    in the input."""
     if isinstance(texts, str):
         raise TypeError("Tagger.tag takes an iterable of texts; wrap a single text in a list")
     for text_index, text in enumerate(texts):
-        for sentence in split_sentences(text):
+        for sentence in split(text):
             offset = sentence[0].start
             tokens = [Token(t.text, t.start - offset, t.end - offset) for t in sentence]
             yield _Pending(text[offset : sentence[-1].end], tokens, text_index, offset)

@@ -121,6 +121,9 @@ _TOKEN_RE = re.compile(
     "|".join((_CLITIC, _MULTI_CHAR_PUNCTUATION, _WORD, _ANY_SYMBOL))
 )
 
+#: One line of a text, with its ``\n`` (only ``\n`` ends a line, as in a file read in text mode).
+_LINE_RE = re.compile(r"[^\n]*\n|[^\n]+")
+
 #: Characters that might be combining marks: not word, not space, not ASCII.
 _POSSIBLE_COMBINING_MARK_RE = re.compile(r"[^\w\s\x00-\x7f]")
 
@@ -172,6 +175,20 @@ def split_sentences(text: str) -> list[list[Token]]:
         sentence_start = sentence_end
     if sentence_start < len(tokens):
         sentences.append(tokens[sentence_start:])
+    return sentences
+
+
+def paragraph_sentences(text: str) -> list[list[Token]]:
+    """Sentences of a whole document, cut as :func:`iter_sentences` cuts a file: no sentence crosses a blank line.
+
+    Offsets refer to ``text``. Why not :func:`split_sentences`: it reads newlines as spaces, so a heading without a
+    full stop would run into the paragraph below it; ``ner tag --file`` and a document tagged from its text must
+    give the same sentences.
+    """
+    sentences: list[list[Token]] = []
+    for start, end in _paragraph_spans(text):
+        for sentence in split_sentences(text[start:end]):
+            sentences.append([Token(t.text, t.start + start, t.end + start) for t in sentence])
     return sentences
 
 
@@ -291,6 +308,22 @@ def _opens_new_sentence(previous: Token, candidate: Token) -> bool:
 # --------------------------------------------------------------------------
 # Streaming helpers
 # --------------------------------------------------------------------------
+
+
+def _paragraph_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of non-blank lines of ``text`` (lines end at ``\\n``, as when a file is read)."""
+    start = None
+    position = 0
+    for line in _LINE_RE.findall(text):
+        if _is_blank(line):
+            if start is not None:
+                yield start, position
+                start = None
+        elif start is None:
+            start = position
+        position += len(line)
+    if start is not None:
+        yield start, position
 
 
 def _is_blank(line: str) -> bool:

@@ -103,8 +103,8 @@ def pytest_collection_finish(session) -> None:
 #: Slurm test comes after two CPU-bound files: by then the background apt install it waits for has finished, and
 #: while its jobs run on the cluster the other worker goes on with the rest.
 LONG_TEST_FILES = ("test_pipeline.py", "test_interrupt.py", "test_train_evaluate.py", "test_experiments.py",
-                   "test_slurm_cluster.py",
-                   "test_serve.py", "test_tagger.py", "test_bilm.py", "test_features.py")
+                   "test_slurm_cluster.py", "test_serve.py", "test_tag_collection.py", "test_tagger.py", "test_bilm.py",
+                   "test_features.py")
 
 
 def pytest_collection_modifyitems(items) -> None:

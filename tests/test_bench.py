@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (bucketing, cache_size, cached_vs_inloop, embed_overhead, pipeline_stages,  # noqa: E402
-                   scaling, tagging)
+                   scaling, tag_collection, tagging)
 from bench import common as c  # noqa: E402
 
 TSV_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -181,6 +181,17 @@ def test_scaling_fractions_and_fits():
 def test_tagging_latency_stats():
     stats = tagging.latency_stats([0.010, 0.020, 0.030])
     assert stats["median_ms"] == pytest.approx(20) and stats["count"] == 3 and stats["min_ms"] == pytest.approx(10)
+
+
+def test_tag_collection_bench_writes_documents_the_workflow_reads_sentence_for_sentence(tmp_path):
+    from pipeline.documents import Document, read_collection
+    from pipeline.tokenize import paragraph_sentences
+
+    documents = tag_collection.write_collection(tmp_path / "docs", c.synthetic_sentences(25), per_document=10)
+    read = [d for d in read_collection(str(tmp_path / "docs")) if isinstance(d, Document)]
+    assert documents == len(read) == 3
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["doc-00000.txt", "more.jsonl.gz"]
+    assert sum(len(paragraph_sentences(d.text)) for d in read) == 25
 
 
 def test_embedder_layers_are_fitted_to_the_training_batch_length():

@@ -159,10 +159,15 @@ def config_overrides(arguments: list[str]) -> dict:
 # What a finished workflow reruns when a config section changes: the rule whose params hold the section, and every
 # rule downstream of it (Snakefile: each rule gets its section as params).
 FIRST_RULE = {"corpus": "split_corpus", "bilm": "pretrain_bilm", "embedder": "embed_shard", "train": "train",
-              "task": "train", "evaluate": "evaluate"}
+              "task": "train", "evaluate": "evaluate", "tag": "plan_tag_collection"}
+# The tag_collection target's shard jobs are known only once its plan (a checkpoint) has run: a dry run lists these.
 DOWNSTREAM = {"split_corpus": ["pretrain_bilm", "embed_shard"], "pretrain_bilm": ["export_bilm"],
               "export_bilm": ["embed_shard"], "embed_shard": ["train"], "train": ["evaluate"],
-              "evaluate": ["report_figures", "all"], "report_figures": ["all"], "all": []}
+              "evaluate": ["report_figures", "all"], "report_figures": ["all"], "all": [],
+              "plan_tag_collection": ["merge_tag_collection"], "merge_tag_collection": ["tag_collection"],
+              "tag_collection": []}
+#: The collection the documented tag_collection commands name, written into the workflow for them.
+DOCUMENTED_COLLECTION = "articles"
 
 
 def expected_jobs(config: dict, overrides: dict) -> set[str]:
@@ -202,6 +207,8 @@ def test_every_documented_snakemake_command_plans_the_expected_jobs(tiny_workflo
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     defaults = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     update_config(defaults, config)
+    (workdir / DOCUMENTED_COLLECTION).mkdir(exist_ok=True)
+    (workdir / DOCUMENTED_COLLECTION / "news.txt").write_text("Mr. Smith went to Paris on Monday.\n")
     for command, arguments in documented_snakemake_commands().items():
         if "experiments" in arguments:  # the experiments target: tests/test_experiments.py runs those
             continue

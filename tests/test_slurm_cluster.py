@@ -1,7 +1,8 @@
 """On a real one-node Slurm cluster: the tiny pipeline through ``--profile profiles/slurm`` (snakemake-executor-plugin-
 slurm, genuine sbatch/srun/squeue) gives exactly what a local run gives, and every embed shard is its own Slurm job;
 the tiny experiment grid (``snakemake experiments``) on the cluster's cache sends each training to Slurm and
-summarises to the same numbers as the same grid run locally.
+summarises to the same numbers as the same grid run locally; and a further run tags a tiny document collection
+with the model the cluster trained, one Slurm job per shard.
 
 The fixture brings the cluster up with ``.ci/slurm-cluster.sh up`` (installs Debian's Slurm, writes slurm.conf, starts
 the daemons) and always tears it down. Outside CI the test skips where that cannot work (not root, no apt); with
@@ -21,12 +22,14 @@ import csv
 
 import h5py
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from conftest import TINY_GRID, wait_for_background_apt, with_experiments, without_slurm_environment, workflow_clone
 from conftest import workflow_copy
 from conftest import skip_unless as shared_skip_unless
+from test_tag_collection import write_collection
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = PROJECT / ".ci" / "slurm-cluster.sh"
@@ -43,6 +46,9 @@ CLUSTER_RULES = ("pretrain_bilm", "export_bilm", "embed_shard", "train")
 EXPERIMENT_CLUSTER_RULES = ("experiment_train",)
 #: Summary columns that are timings, which differ between any two runs.
 TIMING_COLUMNS = ("train_seconds_mean",)
+TAG_CLUSTER_RULES = ("plan_tag_collection", "tag_shard")
+#: The tiny collection (11 sentences) in shards of this many sentences: two tag_shard jobs.
+TAG_SHARD_SENTENCES = 8
 # One CPU per job: the test node has the machine's CPUs (2 on CI), so two shards embed side by side.
 THREADS_PER_JOB = 1
 # The plugin waits 40 s before its first squeue by default (sized for busy production clusters); a job of the tiny
@@ -86,7 +92,8 @@ def run_on_cluster(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
         # Keep every job's Slurm log: the test maps each shard to its job id through them.
         "--slurm-keep-successful-logs",
         "--max-threads", str(THREADS_PER_JOB),
-        "--set-resources", *[f"{rule}:mem_mb={TINY_MEM_MB}" for rule in CLUSTER_RULES + EXPERIMENT_CLUSTER_RULES],
+        "--set-resources", *[f"{rule}:mem_mb={TINY_MEM_MB}" for rule in CLUSTER_RULES + EXPERIMENT_CLUSTER_RULES
+                                                                       + TAG_CLUSTER_RULES],
     ]
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           env=without_slurm_environment())
@@ -105,7 +112,10 @@ def both_runs(slurm_cluster, request, tmp_path_factory) -> tuple[Path, Path]:
 
     The local run is asked for only once the cluster run is done: under xdist another worker may be making it
     meanwhile, and the two then overlap instead of one waiting for the other."""
-    cluster_dir, _ = workflow_copy(tmp_path_factory.mktemp("slurm") / "cluster")
+    cluster_dir, config = workflow_copy(tmp_path_factory.mktemp("slurm") / "cluster")
+    write_collection(cluster_dir)
+    config["tag"] = {"input": "docs", "out": "tagged", "shard_sentences": TAG_SHARD_SENTENCES}
+    (cluster_dir / "tiny.yaml").write_text(yaml.safe_dump(config))
     cluster = run_on_cluster(cluster_dir)
     listing = slurm_jobs()
     (cluster_dir / "squeue.txt").write_text(listing)
@@ -141,7 +151,8 @@ def test_each_embed_shard_ran_as_its_own_slurm_job(both_runs):
 def test_the_rules_kept_local_did_not_go_to_slurm(both_runs):
     cluster_dir, _ = both_runs
     logged = {path.name for path in (cluster_dir / ".snakemake" / "slurm_logs").iterdir()}
-    assert logged == {f"rule_{rule}" for rule in CLUSTER_RULES}
+    tagging = {f"rule_{rule}" for rule in TAG_CLUSTER_RULES}  # there once the tagging test below has run
+    assert logged - tagging == {f"rule_{rule}" for rule in CLUSTER_RULES}
 
 
 def test_cluster_cache_equals_the_local_cache(both_runs):
@@ -197,3 +208,34 @@ def summary_without_timings(workdir: Path) -> list[dict]:
 def test_the_cluster_grid_summary_equals_the_local_one(both_grids):
     cluster, local = (summary_without_timings(directory) for directory in both_grids)
     assert cluster == local and len(cluster) == len(TINY_GRID["grids"]["tiny"]["train"]["learning_rate"])
+
+
+@pytest.fixture(scope="module")
+def tagged_on_cluster(both_runs) -> Path:
+    """The tiny collection tagged on the cluster with the model the cluster run trained (a run of its own, so that
+    the pipeline's run keeps its whole time limit)."""
+    cluster_dir, _ = both_runs
+    tagging = run_on_cluster(cluster_dir, "tag_collection")
+    assert tagging.returncode == 0, tagging.stdout[-4000:] + tagging.stderr[-6000:]
+    return cluster_dir
+
+
+def test_each_tag_shard_ran_as_its_own_slurm_job_and_the_collection_was_merged(tagged_on_cluster):
+    cluster_dir = tagged_on_cluster
+    tagged = cluster_dir / "tagged"
+    planned = [shard["name"] for shard in json.loads((tagged / "plan" / "manifest.json").read_text())["shards"]]
+    assert len(planned) > 1
+    job_ids = {name: json.loads((tagged / "records" / f"{name}.stats.json").read_text())["slurm_job_id"]
+               for name in planned}
+    assert all(job_ids.values()), f"a shard was tagged outside Slurm: {job_ids}"
+    assert len(set(job_ids.values())) == len(planned), f"shards shared a Slurm job: {job_ids}"
+    logs = cluster_dir / ".snakemake" / "slurm_logs" / "rule_tag_shard"
+    for name, job_id in job_ids.items():
+        assert (logs / name / f"{job_id}.log").is_file(), f"no Slurm log of job {job_id} for shard {name}"
+    logged = {path.name for path in (cluster_dir / ".snakemake" / "slurm_logs").iterdir()}
+    assert {f"rule_{rule}" for rule in TAG_CLUSTER_RULES} <= logged and "rule_merge_tag_collection" not in logged
+    summary = json.loads((tagged / "summary.json").read_text())
+    assert summary["documents"] == 7 and summary["skipped_documents"] == 3
+    records = [json.loads(line) for name in planned for line in (tagged / "records" / f"{name}.jsonl").open()]
+    table = pq.read_table(tagged / "entities.parquet")
+    assert table.num_rows == sum(len(r["entities"]) for r in records) == summary["entities"]
