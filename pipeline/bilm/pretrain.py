@@ -44,6 +44,7 @@ OPTION_KEYS = (
 #: Settings that change how a run goes but not what it computes: a checkpoint stays valid when only these change.
 OPERATIONAL_KEYS = ("checkpoint_minutes", "jit_compile", "epochs", "max_tokens")
 PERPLEXITY_BATCH = 256
+LOGIT_ROWS = 512  # tokens whose full-vocabulary logits are held at once (512 x 50,000 float32: 100 MB)
 CHAR_WIDTH_ROUNDING = 16
 KERAS_WEIGHTS_FILE = "weights.weights.h5"
 PAUSED_EXIT_STATUS = 3
@@ -151,6 +152,19 @@ def count_words(stream: SentenceStream) -> tuple[Counter, int, int]:
     return counts, sentences, tokens
 
 
+def target_log_likelihood(hidden: np.ndarray, targets: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> float:
+    """Summed full-softmax log-probability of ``targets`` given ``hidden`` [n, P], ``LOGIT_ROWS`` rows at a time:
+    the logits of a whole batch over a 50,000-word vocabulary would take gigabytes."""
+    total = 0.0
+    for start in range(0, len(hidden), LOGIT_ROWS):
+        logits = hidden[start:start + LOGIT_ROWS] @ weights.T + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(logits).sum(axis=1))
+        rows = np.arange(len(logits))
+        total += float((logits[rows, targets[start:start + LOGIT_ROWS]] - log_norm).sum())
+    return total
+
+
 def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVocabulary, options: dict) -> dict:
     """Summed full-softmax log-likelihood of the true next/previous words, per direction, and the token count."""
     weights = keras.ops.convert_to_numpy(model.softmax_weights).astype(np.float32)
@@ -167,10 +181,7 @@ def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVoc
         mask = keras.ops.convert_to_numpy(outputs["mask"])
         for direction, targets in (("forward", inputs["next_ids"]), ("backward", inputs["previous_ids"])):
             hidden = keras.ops.convert_to_numpy(outputs[direction][1])[mask].astype(np.float32)
-            logits = hidden @ weights.T + bias
-            logits -= logits.max(axis=1, keepdims=True)
-            log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            totals[direction] += float(log_probs[np.arange(len(hidden)), targets[mask]].sum())
+            totals[direction] += target_log_likelihood(hidden, targets[mask], weights, bias)
         count += int(mask.sum())
     shown.close()
     return {"totals": totals, "tokens": count}
