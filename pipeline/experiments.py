@@ -21,7 +21,7 @@ import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,12 @@ class CacheLayout:
 
 @dataclass
 class Experiment:
-    """One named experiment: its validated settings (the configuration with its overrides) and its seeds."""
+    """One named experiment: its validated settings (the configuration with its overrides), its seeds, its cache."""
 
     name: str
     settings: dict
     seeds: list[int]
-    cache: CacheLayout = field(default=None)  # type: ignore[assignment]
+    cache: CacheLayout
 
     def train_settings(self, seed: int) -> dict:
         """The train section of one run: the experiment's, with the run's seed."""
