@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import without_slurm_environment, workflow_copy
+from conftest import TINY_TRAIN, without_slurm_environment, workflow_copy
 from pipeline.cli import main as ner_main
 from pipeline.collection import pack_shards, plan
 from pipeline.documents import Document, Problem, read_collection
@@ -190,12 +190,30 @@ def kill_after_first_shard(workdir: Path) -> dict[str, tuple[int, int]]:
     return finished_shards(records)
 
 
+#: The session's tiny tagger trains 2 epochs and may find no entity at all; 6 give it entities to compare (about a
+#: second more on the tiny shards).
+TAGGER_EPOCHS = 6
+
+
 @pytest.fixture(scope="module")
-def resumed(tmp_path_factory, trained_run) -> dict:
+def tagging_run(tmp_path_factory, cached_shards, prepared_corpus) -> Path:
+    """A tiny tagger trained long enough to find entities in the collection, so the comparison with `ner tag`
+    compares entities, not only empty lists."""
+    from pipeline.train import train
+
+    _, meta = prepared_corpus
+    run_dir = tmp_path_factory.mktemp("tagging-run")
+    train(cached_shards["train"], cached_shards["val"], meta["tags"],
+          TINY_TRAIN | {"max_epochs": TAGGER_EPOCHS, "patience": TAGGER_EPOCHS}, "ner", run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, tagging_run) -> dict:
     """The workflow on the tiny collection: killed once a shard is done, unlocked and resumed as documented."""
     workdir, config = workflow_copy(tmp_path_factory.mktemp("tag_collection") / "work")
     write_collection(workdir)
-    config["tag"] = {"input": "docs", "run": str(trained_run), "out": "tagged", "shard_sentences": SHARD_SENTENCES}
+    config["tag"] = {"input": "docs", "run": str(tagging_run), "out": "tagged", "shard_sentences": SHARD_SENTENCES}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     before = kill_after_first_shard(workdir)
     unlocked = snakemake(workdir, "--unlock")
@@ -205,7 +223,7 @@ def resumed(tmp_path_factory, trained_run) -> dict:
     assert resume.returncode == 0, output[-6000:]
     again = snakemake(workdir, "--cores", "2", "--dry-run")
     again_output, _ = again.communicate(timeout=RUN_TIMEOUT_S)
-    return {"workdir": workdir, "run": trained_run, "before": before, "resume_log": output,
+    return {"workdir": workdir, "run": tagging_run, "before": before, "resume_log": output,
             "again_log": again_output, "manifest": json.loads((workdir / "tagged/plan/manifest.json").read_text())}
 
 
