@@ -31,7 +31,7 @@ from pipeline.batching import length_buckets, padded_length
 from pipeline.bilm.checkpoint import (VARIABLES_FILE, load_variables, read_checkpoint_state, save_checkpoint)
 from pipeline.bilm.model import SampledSoftmaxLM
 from pipeline.bilm.text import SentenceStream, expand_text_sources
-from pipeline.bilm.vocab import ID_SHIFT, WordVocabulary, token_char_ids
+from pipeline.bilm.vocab import WordVocabulary, token_char_ids
 from pipeline.corpus import read_conll
 from pipeline.logs import atomic_path, get_logger
 from pipeline.progress import Progress, progress
