@@ -34,6 +34,8 @@ if str(REPO_ROOT) not in sys.path:  # `python bench/x.py` puts bench/ on the pat
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # must precede any TensorFlow import to take effect
 
+from pipeline.logs import cpu_model  # noqa: E402  (the repository root is on the path from here on)
+
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CACHE_DIR = REPO_ROOT / "cache"
 EMBEDDINGS_DIR = CACHE_DIR / "embeddings"
@@ -156,15 +158,6 @@ def interleaved_steps(modes: dict[str, Callable[[int], Any]], steps: int, repeat
 # --------------------------------------------------------------------------------------------------------------------
 # Machine description and result files
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else what :mod:`platform` knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def keras_backend() -> str:

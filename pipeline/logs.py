@@ -1,4 +1,4 @@
-"""Shared helpers for every stage: logging set-up and atomic file writes.
+"""Shared helpers for every stage: logging set-up, atomic file writes, and the machine a record was made on.
 
 Atomic writes matter because Snakemake (and people) trust any file that exists: a stage killed half-way must leave
 either the old file or no file, never a truncated one.
@@ -9,6 +9,7 @@ import contextlib
 import glob
 import logging
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -90,3 +91,13 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[str]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else what :mod:`platform` knows: every timing the project
+    records (benchmarks, a released model's card) names the CPU it was measured on."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

@@ -236,6 +236,14 @@ def weights_file(bilm_dir: Path) -> Path:
     return released if released.is_file() else bilm_dir / KERAS_WEIGHTS_FILE
 
 
+def load_weights(path: Path, model: keras.Model) -> None:
+    """Fill ``model`` from a weights file of either form that :func:`weights_file` finds."""
+    if path.name == VARIABLES_FILE:
+        load_variables(path, model)
+    else:
+        model.load_weights(path)
+
+
 def build_lm(options: dict, vocab: WordVocabulary, settings: dict) -> SampledSoftmaxLM:
     """The training model, compiled, with its variables and the optimizer's created (so a checkpoint can fill them)."""
     model = SampledSoftmaxLM(options, len(vocab), settings["num_samples"], seed=settings["seed"])
@@ -364,7 +372,7 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_
              len(files), f"{sentences:,}", f"{tokens:,}", len(vocab), settings.get("init") or "random weights")
     model = build_lm(options, vocab, settings)
     if init_weights is not None:
-        load_variables(init_weights, model) if init_weights.name == VARIABLES_FILE else model.load_weights(init_weights)
+        load_weights(init_weights, model)
     run = PretrainingRun(model, vocab, options, settings, stream, (sentences, tokens),
                          Path(checkpoint_dir) if checkpoint_dir else None, run_fingerprint(settings, files))
     run.resume()
@@ -414,8 +422,7 @@ def load_trained_lm(bilm_dir: str | Path) -> tuple[SampledSoftmaxLM, dict, WordV
     vocab = WordVocabulary.load(bilm_dir / "vocab.txt")
     model = SampledSoftmaxLM(meta["options"], len(vocab), num_samples=1)
     model({"char_ids": lm_batch([[["a"]]], vocab, meta["options"], (1, 1))["char_ids"]})
-    weights = weights_file(bilm_dir)
-    load_variables(weights, model) if weights.name == VARIABLES_FILE else model.load_weights(weights)
+    load_weights(weights_file(bilm_dir), model)
     return model, meta["options"], vocab
 
 

@@ -14,22 +14,11 @@ import sys
 from pathlib import Path
 
 from pipeline.bilm.checkpoint import VARIABLES_FILE, save_variables
-from pipeline.logs import atomic_path, get_logger
+from pipeline.logs import atomic_path, cpu_model, get_logger
 
 log = get_logger(__name__)
 RELEASE_DTYPE = "float16"
 CARD_FILE = "README.md"
-
-
-def cpu_model() -> str:
-    """The CPU model name (Linux), for the model card's record of where the training ran."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def model_card(report: dict, options: dict, source: str, licence: str, command: str) -> str:
