@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import TINY_BILM
 from pipeline.bilm.checkpoint import read_checkpoint_state
-from pipeline.bilm.model import BiLM
+from pipeline.bilm.model import BiLM, ProjectedLSTM, lstmp_recurrence
 from pipeline.bilm.pretrain import char_width, lm_batch, pack_rows, pretrain
 from pipeline.bilm.vocab import WordVocabulary, batch_char_ids
 from pipeline.config import PROJECT_ROOT
@@ -67,6 +68,56 @@ def test_a_packed_row_reads_each_sentence_as_if_alone():
     assert packed["previous_ids"][0, len(first)] == vocab.begin_id
 
 
+def test_encoding_each_distinct_token_once_gives_the_same_activations():
+    options = TINY_BILM | {"dropout": 0.0}
+    vocab = WordVocabulary.from_sentences([WORDS], 1)
+    bilm = BiLM(options)
+    rows = [[["the", "talks", "in", "Paris"], ["the", "talks", "."]], [["Paris", "said", "the"]]]
+    batch = lm_batch(rows, vocab, options, (3, 8))
+    assert len(batch["token_chars"]) >= 6 and batch["char_ids"][2].max() == 0
+    each_position = bilm(batch["char_ids"], starts=batch["starts"])
+    distinct = bilm(batch["char_ids"], starts=batch["starts"], token_chars=batch["token_chars"],
+                    token_index=batch["token_index"])
+    for direction in ("forward", "backward"):
+        for layer in (0, 1):
+            np.testing.assert_allclose(distinct[direction][layer], each_position[direction][layer], atol=1e-6)
+
+
+def stepped_recurrence(cell, gates, keep):
+    """The reference: the cell stepped one position at a time, its state zeroed where ``keep`` is 0."""
+    hidden = np.zeros((gates.shape[1], cell.projection_dim), np.float32)
+    states, outputs = [hidden, np.zeros((gates.shape[1], cell.cell_dim), np.float32)], []
+    for t in range(gates.shape[0]):
+        output, states = cell(gates[t], [state * keep[t] for state in states])
+        outputs.append(output)
+    return tf.stack(outputs)
+
+
+def test_the_recurrence_with_its_own_gradient_equals_stepping_the_cell():
+    """The hand-written backward pass of :func:`lstmp_recurrence` gives autodiff's gradients of the stepped cell,
+    clipping and state resets included (large inputs make the clips bite)."""
+    rng = np.random.default_rng(0)
+    time_steps, batch = 7, 3
+    layer = ProjectedLSTM(cell_dim=8, projection_dim=4, cell_clip=0.5, projection_clip=0.3)
+    layer(np.zeros((batch, time_steps, 4), np.float32))
+    cell = layer.recurrence.cell
+    gates = tf.constant(rng.normal(scale=2.0, size=(time_steps, batch, 32)).astype(np.float32))
+    keep = (rng.random((time_steps, batch, 1)) > 0.3).astype(np.float32)
+    weights = tf.constant(rng.normal(size=(time_steps, batch, 4)).astype(np.float32))
+    results = []
+    for run in (lambda: stepped_recurrence(cell, gates, keep),
+                lambda: lstmp_recurrence(gates, keep, cell.recurrent_kernel, cell.projection_kernel, 0.5, 0.3)):
+        with tf.GradientTape() as tape:
+            tape.watch(gates)
+            outputs = run()
+            loss = tf.reduce_sum(outputs * weights)
+        results.append([outputs] + tape.gradient(loss, [gates, cell.recurrent_kernel, cell.projection_kernel]))
+    clipped = np.mean(np.abs(results[0][0].numpy()) >= 0.3 - 1e-6)
+    assert 0.05 < clipped < 0.95, "the test should exercise both sides of the projection clip"
+    for reference, ours in zip(*results):
+        np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory, prepared_corpus):
     """Paths and settings of a tiny pretraining on the tiny corpus plus 600 sentences of plain text."""
@@ -96,6 +147,24 @@ def test_a_run_stopped_between_checkpoints_resumes_on_the_same_text(text_run, un
     assert report["pass_digests"] == uninterrupted["pass_digests"]
     assert report["tokens_seen"] == uninterrupted["tokens_seen"] == 2 * report["tokens_per_pass"]
     assert not (root / "stopped.checkpoint").exists()
+
+
+def test_a_run_ended_by_max_tokens_continues_from_its_output_where_it_stopped(text_run, uninterrupted):
+    """The shipped biLM's case: its run ended by ``max_tokens`` mid-pass and its checkpoint is gone; a later run of
+    the same settings continues the pass from the output's stream position, no sentence read twice or skipped."""
+    root, settings = text_run["root"], text_run["settings"]
+    first = pretrain(text_run["train"], text_run["val"], settings | {"max_tokens": 900}, str(root / "short"),
+                     text_run["test"])
+    assert 900 <= first["tokens_seen"] < first["tokens_per_pass"]
+    position = json.loads((root / "short" / "stream_position.json").read_text())
+    assert position["epoch"] == 0 and position["sentences"] > 0
+    report = pretrain(text_run["train"], text_run["val"], settings, str(root / "continued"), text_run["test"],
+                      continue_from=str(root / "short"))
+    assert report["pass_digests"] == uninterrupted["pass_digests"]
+    assert report["tokens_seen"] == uninterrupted["tokens_seen"]
+    with pytest.raises(ValueError, match="other settings"):
+        pretrain(text_run["train"], text_run["val"], settings | {"seed": 2}, str(root / "other"), text_run["test"],
+                 continue_from=str(root / "short"))
 
 
 def pretrain_command(text_run, out: Path, checkpoint: Path) -> list[str]:

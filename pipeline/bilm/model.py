@@ -87,9 +87,6 @@ class ProjectedLSTMCell(keras.layers.Layer):
 
     def call(self, input_gates, states, training=None):
         hidden, cell = states
-        if input_gates.shape[-1] == 4 * self.cell_dim + 1:  # a last column of 1s marks where a new sentence starts
-            keep = 1.0 - input_gates[:, -1:]
-            input_gates, hidden, cell = input_gates[:, :-1], hidden * keep, cell * keep
         gates = input_gates + ops.matmul(hidden, self.recurrent_kernel)
         i, f, g, o = ops.split(gates, 4, axis=-1)
         cell = ops.sigmoid(f) * cell + ops.sigmoid(i) * ops.tanh(g)
@@ -97,6 +94,103 @@ class ProjectedLSTMCell(keras.layers.Layer):
         hidden = ops.matmul(ops.sigmoid(o) * ops.tanh(cell), self.projection_kernel)
         hidden = ops.clip(hidden, -self.projection_clip, self.projection_clip)
         return hidden, [hidden, cell]
+
+
+def scan_steps(step, carry, xs: tuple, ys_like: tuple, reverse: bool = False):
+    """Run ``step(carry, x_t) -> (carry, ys_t)`` over axis 0 of every ``xs`` (backwards with ``reverse``); return the
+    last carry and the ``ys`` stacked [T, ...] (``ys_like``: one step's outputs, for their shapes and dtypes).
+
+    ``jax.lax.scan``'s contract, written with ``fori_loop`` and in-place updates because Keras's TensorFlow ``scan``
+    requires every step output to have the carry's shape.
+    """
+    length = ops.shape(xs[0])[0]
+
+    def at(t, x):
+        return ops.squeeze(ops.slice(x, (t,) + (0,) * (len(x.shape) - 1), (1,) + tuple(ops.shape(x)[1:])), 0)
+
+    def body(j, state):
+        carry, stacked = state
+        t = length - 1 - j if reverse else j
+        carry, ys = step(carry, tuple(at(t, x) for x in xs))
+        stacked = tuple(ops.slice_update(buffer, (t,) + (0,) * (len(buffer.shape) - 1), ops.expand_dims(y, 0))
+                        for buffer, y in zip(stacked, ys))
+        return carry, stacked
+
+    stacked = tuple(ops.zeros((length,) + tuple(ops.shape(y)), y.dtype) for y in ys_like)
+    return ops.fori_loop(0, length, body, (carry, stacked))
+
+
+def clip_passes(x, limit: float):
+    """Where ``clip(x, -limit, limit)`` lets the gradient through (1.0) and where it stops it (0.0)."""
+    return ops.cast((x >= -limit) & (x <= limit), x.dtype)
+
+
+def lstmp_recurrence(gates, keep, recurrent_kernel, projection_kernel, cell_clip: float, projection_clip: float):
+    """The recurrence of an LSTMP layer: input gates [T, B, 4C] (the input transform already applied) and ``keep``
+    [T, B, 1] (0.0 where a sentence starts: the state is zeroed there) -> hidden states [T, B, P].
+
+    The same function as stepping :class:`ProjectedLSTMCell`, with a hand-written gradient: autodiff of the loop
+    computes the weight gradients as one small [P, B] x [B, 4C] product per step and sums them; here the backward loop
+    only carries the state gradients back, and each weight gradient is one large product over all T x B steps
+    afterwards. That makes a layer's forward and backward pass about 1.3 times faster on a CPU.
+    """
+    cell_dim, projection_dim = projection_kernel.shape
+
+    @ops.custom_gradient
+    def run(gates, keep, recurrent_kernel, projection_kernel):
+        batch = ops.shape(gates)[1]
+        hidden0 = ops.zeros((batch, projection_dim), gates.dtype)
+        cell0 = ops.zeros((batch, cell_dim), gates.dtype)
+
+        def step(carry, inputs):
+            hidden, cell = carry
+            input_gates, keep_t = inputs
+            hidden, cell = hidden * keep_t, cell * keep_t
+            i, f, g, o = ops.split(input_gates + ops.matmul(hidden, recurrent_kernel), 4, axis=-1)
+            i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
+            cell_raw = f * cell + i * g
+            projected = ops.matmul(o * ops.tanh(ops.clip(cell_raw, -cell_clip, cell_clip)), projection_kernel)
+            new = ops.clip(projected, -projection_clip, projection_clip)
+            activations = ops.concatenate([i, f, g, o], axis=-1)
+            return (new, ops.clip(cell_raw, -cell_clip, cell_clip)), (new, hidden, cell, activations, cell_raw,
+                                                                        projected)
+
+        like = (hidden0, hidden0, cell0, ops.concatenate([cell0] * 4, axis=-1), cell0, hidden0)
+        _, (outputs, *saved) = scan_steps(step, (hidden0, cell0), (gates, keep), like)
+
+        def gradient(upstream):
+            previous_hidden, previous_cell, activations, cell_raw, projected = saved
+
+            def back(carry, inputs):
+                d_hidden, d_cell = carry
+                d_output, previous_cell_t, activations_t, cell_raw_t, projected_t, keep_t = inputs
+                i, f, g, o = ops.split(activations_t, 4, axis=-1)
+                d_projected = (d_output + d_hidden) * clip_passes(projected_t, projection_clip)
+                d_memory = ops.matmul(d_projected, ops.transpose(projection_kernel))
+                squashed = ops.tanh(ops.clip(cell_raw_t, -cell_clip, cell_clip))
+                d_o = d_memory * squashed
+                d_raw = (d_cell + d_memory * o * (1.0 - squashed * squashed)) * clip_passes(cell_raw_t, cell_clip)
+                d_gates = ops.concatenate([d_raw * g * i * (1.0 - i), d_raw * previous_cell_t * f * (1.0 - f),
+                                           d_raw * i * (1.0 - g * g), d_o * o * (1.0 - o)], axis=-1)
+                d_hidden = ops.matmul(d_gates, ops.transpose(recurrent_kernel)) * keep_t
+                return (d_hidden, d_raw * f * keep_t), (d_gates, d_projected, o * squashed)
+
+            zero = (ops.zeros_like(hidden0), ops.zeros_like(cell0))
+            _, (d_gates, d_projected, memory) = scan_steps(
+                back, zero, (upstream, previous_cell, activations, cell_raw, projected, keep),
+                (activations[0], hidden0, cell0), reverse=True)
+
+            def summed_over_steps(left, right):
+                return ops.matmul(ops.transpose(ops.reshape(left, (-1, left.shape[-1]))),
+                                  ops.reshape(right, (-1, right.shape[-1])))
+
+            return (d_gates, ops.zeros_like(keep), summed_over_steps(previous_hidden, d_gates),
+                    summed_over_steps(memory, d_projected))
+
+        return outputs, gradient
+
+    # copies, not the variables: TensorFlow's custom gradient would otherwise ask for the variables' gradients apart
+    return run(gates, keep, ops.copy(recurrent_kernel), ops.copy(projection_kernel))
 
 
 class ProjectedLSTM(keras.layers.Layer):
@@ -112,6 +206,7 @@ class ProjectedLSTM(keras.layers.Layer):
 
     def __init__(self, cell_dim: int, projection_dim: int, cell_clip: float, projection_clip: float, **kwargs):
         super().__init__(**kwargs)
+        self.cell_dim = cell_dim
         forget_bias = [0.0] * cell_dim + [FORGET_GATE_BIAS] * cell_dim + [0.0] * (2 * cell_dim)
         self.input_gates = keras.layers.Dense(
             4 * cell_dim, bias_initializer=keras.initializers.Constant(forget_bias), name="input_gates"
@@ -120,16 +215,25 @@ class ProjectedLSTM(keras.layers.Layer):
         self.recurrence = keras.layers.RNN(cell, return_sequences=True)
         self.supports_masking = True
 
+    def build(self, input_shape):
+        """The input transform and the cell (the cell's weights keep their place under the RNN layer, which the
+        export's runner and the weight files name)."""
+        self.input_gates.build(input_shape)
+        self.recurrence.build(tuple(input_shape[:-1]) + (4 * self.cell_dim,))
+
     def call(self, inputs, mask=None, resets=None):
         """``resets`` [b, t] (1.0 where a sentence starts, training rows packed with several sentences): the state is
         zeroed there, so each sentence is read as if alone, as embedding reads it. Padding needs no mask: it only
         follows a row's tokens (the backward LM's rows are reversed within their length), so it never reaches them."""
         gates = self.input_gates(inputs)
+        cell = self.recurrence.cell
         if self.recurrence_runner is not None and mask is not None:
-            return self.recurrence_runner(self.recurrence.cell, gates, mask)
-        if resets is not None:
-            gates = ops.concatenate([gates, ops.expand_dims(ops.cast(resets, gates.dtype), -1)], axis=-1)
-        return self.recurrence(gates)
+            return self.recurrence_runner(cell, gates, mask)
+        keep = ops.ones_like(gates[:, :, :1]) if resets is None else \
+            1.0 - ops.expand_dims(ops.cast(resets, gates.dtype), -1)
+        outputs = lstmp_recurrence(ops.transpose(gates, (1, 0, 2)), ops.transpose(keep, (1, 0, 2)),
+                                   cell.recurrent_kernel, cell.projection_kernel, cell.cell_clip, cell.projection_clip)
+        return ops.transpose(outputs, (1, 0, 2))
 
 
 def reverse_within_length(x, lengths):
@@ -175,12 +279,18 @@ class BiLM(keras.Model):
         second = layers[1](self.dropout(first, training=training), mask=mask, resets=resets) + first
         return [first, second]
 
-    def call(self, char_ids, training=False, starts=None):
-        """``starts`` [b, t] (optional): 1 at the first token of each sentence of a row packed with several."""
+    def call(self, char_ids, training=False, starts=None, token_chars=None, token_index=None):
+        """``starts`` [b, t] (optional): 1 at the first token of each sentence of a row packed with several.
+        ``token_chars`` [u, c] and ``token_index`` [b, t] (optional, training): the batch's distinct tokens and where
+        each position's token is among them; the character CNN then encodes each distinct token once, and
+        ``char_ids`` only marks which positions hold a token."""
         mask = char_ids[:, :, 0] > 0
         lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
         keep = ops.expand_dims(ops.cast(mask, self.compute_dtype), -1)
-        word_emb = self.encoder(char_ids) * keep
+        if token_chars is None:
+            word_emb = self.encoder(char_ids) * keep
+        else:
+            word_emb = ops.take(self.encoder.encode_tokens(token_chars), token_index, axis=0) * keep
         forward = self.run_direction(self.forward_layers, word_emb, mask, training, starts)
         reversed_emb = reverse_within_length(word_emb, lengths)
         backward_starts = None if starts is None else reverse_within_length(
@@ -239,7 +349,8 @@ class SampledSoftmaxLM(keras.Model):
         return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
 
     def call(self, inputs, training=False):
-        outputs = self.bilm(inputs["char_ids"], training=training, starts=inputs.get("starts"))
+        outputs = self.bilm(inputs["char_ids"], training=training, starts=inputs.get("starts"),
+                            token_chars=inputs.get("token_chars"), token_index=inputs.get("token_index"))
         return {"forward": outputs["forward"][1], "backward": outputs["backward"][1], "mask": outputs["mask"]}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -46,8 +46,12 @@ OPERATIONAL_KEYS = ("checkpoint_minutes", "jit_compile", "epochs", "max_tokens")
 PERPLEXITY_BATCH = 256
 LOGIT_ROWS = 512  # tokens whose full-vocabulary logits are held at once (512 x 50,000 float32: 100 MB)
 CHAR_WIDTH_ROUNDING = 16
+#: A batch's distinct tokens are padded to a multiple of this (few compiled shapes); 48 x 32-token rows of Wikipedia
+#: text hold 700 to 790 distinct tokens, so the character CNN encodes about half the positions.
+DISTINCT_TOKEN_ROUNDING = 256
 KERAS_WEIGHTS_FILE = "weights.weights.h5"
 PAUSED_EXIT_STATUS = 3
+STREAM_POSITION_FILE = "stream_position.json"
 
 
 def char_width(sentences: Iterable[Sequence[str]], options: dict) -> int:
@@ -86,26 +90,37 @@ def lm_batch(rows: Sequence[Sequence[Sequence[str]]], vocab: WordVocabulary, opt
              ) -> dict:
     """Model inputs of ``rows`` (each a list of sentences read one after another), padded to ``shape`` = (rows,
     tokens per row); empty rows carry no loss. ``starts`` marks each sentence's first token, where the LSTM state
-    is reset; the targets are each sentence's own next and previous words (``</S>`` and ``<S>`` at its ends)."""
+    is reset; the targets are each sentence's own next and previous words (``</S>`` and ``<S>`` at its ends).
+    ``token_chars`` holds each distinct token's characters once and ``token_index`` [rows, tokens] points into it: the
+    character CNN then encodes each distinct token once per batch (``char_ids`` gives the same vectors, slower)."""
     height, length = shape
     full = options["max_chars_per_token"]
     width = char_width((sentence for row in rows for sentence in row), options)
-    char_ids = np.zeros((height, length, width), dtype=np.int32)
+    distinct: dict[str, int] = {}
+    token_index = np.zeros((height, length), dtype=np.int32)
     next_ids = np.zeros((height, length), dtype=np.int32)
     previous_ids = np.zeros((height, length), dtype=np.int32)
     starts = np.zeros((height, length), dtype=np.float32)
+    filled = np.zeros((height, length, 1), dtype=np.int32)
     for r, row in enumerate(rows):
         col = 0
         for sentence in row:
             ids = vocab.ids(sentence)
             n = len(ids)
-            for offset, token in enumerate(sentence):
-                char_ids[r, col + offset] = token_char_ids(token, full)[:width]  # only padding is cut (char_width)
+            filled[r, col:col + n] = 1
+            token_index[r, col:col + n] = [distinct.setdefault(token, len(distinct)) for token in sentence]
             next_ids[r, col:col + n] = np.append(ids[1:], vocab.end_id)
             previous_ids[r, col:col + n] = np.insert(ids[:-1], 0, vocab.begin_id)
             starts[r, col] = 1.0
             col += n
-    return {"char_ids": char_ids, "next_ids": next_ids, "previous_ids": previous_ids, "starts": starts}
+    # only padding is cut from each token (char_width); the padded rows past the distinct tokens encode nothing used
+    rounded = -(-len(distinct) // DISTINCT_TOKEN_ROUNDING) * DISTINCT_TOKEN_ROUNDING
+    token_chars = np.zeros((max(1, min(rounded, height * length)), width), dtype=np.int32)
+    for token, index in distinct.items():
+        token_chars[index] = token_char_ids(token, full)[:width]
+    char_ids = token_chars[token_index] * filled  # padding positions all zero
+    return {"char_ids": char_ids, "next_ids": next_ids, "previous_ids": previous_ids, "starts": starts,
+            "token_chars": token_chars, "token_index": token_index}
 
 
 def pools(sentences: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
@@ -298,12 +313,41 @@ class PretrainingRun:
         limit = self.settings.get("max_tokens")
         return bool(limit) and self.state["tokens_seen"] >= limit
 
+    def stream_position(self) -> dict:
+        """Where the stream stands: a later run of the same settings can continue from here (``--continue-from``)."""
+        return {"fingerprint": self.state["fingerprint"], "epoch": self.state["epoch"],
+                "sentences": self.state["sentences"], "text_digest": self.state["text_digest"]}
+
+    def continue_from(self, bilm_dir: Path) -> None:
+        """Start at the stream position of an earlier run's output (``stream_position.json``), with its weights.
+
+        For a run that ended by ``max_tokens`` and whose checkpoint is gone: the pass goes on where it stopped, no
+        sentence read twice. Adam's moments are not in the output, so they start afresh."""
+        position_file = bilm_dir / STREAM_POSITION_FILE
+        if not position_file.is_file():
+            raise FileNotFoundError(f"--continue-from {bilm_dir}: no {STREAM_POSITION_FILE} there (written by "
+                                    f"pretraining runs and kept by releases)")
+        position = json.loads(position_file.read_text())
+        if position["fingerprint"] != self.state["fingerprint"]:
+            raise ValueError(f"--continue-from {bilm_dir}: it was trained with other settings or text (fingerprint "
+                             f"{position['fingerprint']}, this run's {self.state['fingerprint']}); only "
+                             f"{', '.join(OPERATIONAL_KEYS)} may change")
+        record = json.loads((bilm_dir / "perplexity.json").read_text())
+        load_weights(weights_file(bilm_dir), self.model)
+        done = position["epoch"]
+        self.state.update(epoch=done, sentences=position["sentences"], text_digest=position["text_digest"],
+                          tokens_seen=record["tokens_seen"], steps=record["steps"], seconds=record["seconds"],
+                          losses=record["train_loss"][:done], pass_digests=record["pass_digests"][:done])
+        log.info("continuing %s: pass %d, %d sentences into it, %s tokens seen", bilm_dir, done + 1,
+                 position["sentences"], f"{record['tokens_seen']:,}")
+
     def train(self, max_minutes: float | None = None) -> bool:
         """Train to the end of the last pass (or ``max_tokens``); True when finished, False when stopped by
         ``max_minutes`` (after a checkpoint, so the next call resumes)."""
         shape = (self.settings["batch_size"], self.settings["row_tokens"])
         every = 60.0 * self.settings.get("checkpoint_minutes", 5.0)
         started = last_save = time.monotonic()
+        self.state.pop("stopped_in_pass", None)
         seconds_before = self.state["seconds"]
         for epoch in range(self.state["epoch"], self.settings["epochs"]):
             skip = self.state["sentences"]
@@ -326,6 +370,7 @@ class PretrainingRun:
                 now = time.monotonic()
                 self.state["seconds"] = seconds_before + now - started
                 if self.out_of_tokens():
+                    self.state["stopped_in_pass"] = self.stream_position()
                     break
                 if max_minutes is not None and now - started >= 60.0 * max_minutes:
                     bar.close()
@@ -358,9 +403,11 @@ def held_out_sentences(paths: Sequence[str]) -> frozenset[tuple[str, ...]]:
 
 
 def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_path: str | None = None,
-             checkpoint_dir: str | None = None, max_minutes: float | None = None) -> dict | None:
-    """Train the biLM (resuming from ``checkpoint_dir`` when it holds this run), save it with its options and
-    vocabulary, and return the perplexity report; None when ``max_minutes`` stopped it before the end."""
+             checkpoint_dir: str | None = None, max_minutes: float | None = None,
+             continue_from: str | None = None) -> dict | None:
+    """Train the biLM (resuming from ``checkpoint_dir`` when it holds this run, else from ``continue_from``'s
+    stream position when given), save it with its options and vocabulary, and return the perplexity report; None
+    when ``max_minutes`` stopped it before the end."""
     keras.utils.set_random_seed(settings["seed"])
     files = text_sources(train_path, settings)
     val = [s.words for s in read_conll(val_path)]
@@ -376,6 +423,10 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_
     run = PretrainingRun(model, vocab, options, settings, stream, (sentences, tokens),
                          Path(checkpoint_dir) if checkpoint_dir else None, run_fingerprint(settings, files))
     run.resume()
+    if continue_from and not run.state["tokens_seen"]:
+        if init_weights is not None:
+            raise ValueError("--continue-from goes on with an earlier run of these settings; bilm.init must be null")
+        run.continue_from(Path(continue_from))
     if not run.train(max_minutes):
         log.info("stopped after %.0f minutes as asked; run the same command again to resume", max_minutes)
         return None
@@ -398,21 +449,24 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_
         "pass_digests": state["pass_digests"],
     }
     report["tokens_seen_total"] = report["tokens_seen"] + report["tokens_seen_before"]
+    position = state.get("stopped_in_pass") or run.stream_position()
     log.info("validation perplexity: %s", {k: round(v, 2) for k, v in report.items() if k.startswith("perplexity")})
-    save_bilm(model, options, vocab, report, out_dir)
+    save_bilm(model, options, vocab, report, position, out_dir)
     if checkpoint_dir and Path(checkpoint_dir).exists():
         shutil.rmtree(checkpoint_dir)
     return report
 
 
-def save_bilm(model: SampledSoftmaxLM, options: dict, vocab: WordVocabulary, report: dict, out_dir: str) -> None:
-    """Write weights, options, vocabulary and report into ``out_dir`` as one atomic directory."""
+def save_bilm(model: SampledSoftmaxLM, options: dict, vocab: WordVocabulary, report: dict, position: dict,
+              out_dir: str) -> None:
+    """Write weights, options, vocabulary, report and stream position into ``out_dir`` as one atomic directory."""
     with atomic_path(out_dir, directory=True) as tmp:
         tmp = Path(tmp)
         model.save_weights(tmp / KERAS_WEIGHTS_FILE)
         (tmp / "options.json").write_text(json.dumps({"options": options, "vocabulary_size": len(vocab)}, indent=1))
         vocab.save(tmp / "vocab.txt")
         (tmp / "perplexity.json").write_text(json.dumps(report, indent=1))
+        (tmp / STREAM_POSITION_FILE).write_text(json.dumps(position, indent=1))
 
 
 def load_trained_lm(bilm_dir: str | Path) -> tuple[SampledSoftmaxLM, dict, WordVocabulary]:
@@ -441,9 +495,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint directory (written every checkpoint_minutes; resumed from)")
     parser.add_argument("--max-minutes", type=float,
                         help=f"stop after this many minutes with a checkpoint (exit status {PAUSED_EXIT_STATUS})")
+    parser.add_argument("--continue-from", metavar="DIR",
+                        help="with no checkpoint to resume: start from the output (or release) of an earlier run of "
+                             "the same settings and text, at the place in the stream where it stopped (its "
+                             f"{STREAM_POSITION_FILE}); e.g. to read more of a pass that max_tokens ended")
     args = parser.parse_args(argv)
     report = pretrain(args.train, args.val, json.loads(args.settings), args.out, args.test, args.checkpoint,
-                      args.max_minutes)
+                      args.max_minutes, args.continue_from)
     return 0 if report is not None else PAUSED_EXIT_STATUS
 
 

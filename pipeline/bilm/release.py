@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def release_bilm(bilm_dir: str | Path, out_dir: str | Path, source: str,
                  licence: str = "CC BY-SA (Wikipedia text; attribution: the Simple English Wikipedia's contributors)",
                  command: str = "see docs/pretrained_bilm.md") -> Path:
     """Write the trained biLM of ``bilm_dir`` (a pretraining output) as a release directory; return its path."""
-    from pipeline.bilm.pretrain import load_trained_lm
+    from pipeline.bilm.pretrain import STREAM_POSITION_FILE, load_trained_lm
 
     bilm_dir, out_dir = Path(bilm_dir), Path(out_dir)
     model, options, vocab = load_trained_lm(bilm_dir)
@@ -62,6 +63,9 @@ def release_bilm(bilm_dir: str | Path, out_dir: str | Path, source: str,
         vocab.save(tmp / "vocab.txt")
         (tmp / "perplexity.json").write_text(json.dumps(report, indent=1))
         (tmp / CARD_FILE).write_text(model_card(report, options, source, licence, command))
+        position = bilm_dir / STREAM_POSITION_FILE
+        if position.is_file():  # lets a later run continue the same pass (pretrain --continue-from)
+            shutil.copyfile(position, tmp / STREAM_POSITION_FILE)
     size = sum(f.stat().st_size for f in out_dir.iterdir()) / 2**20
     log.info("released %s as %s (%.1f MB)", bilm_dir, out_dir, size)
     return out_dir
