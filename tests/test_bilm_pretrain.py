@@ -143,10 +143,13 @@ def test_a_run_stopped_between_checkpoints_resumes_on_the_same_text(text_run, un
     assert pretrain(*args, max_minutes=1e-9) is None
     state = read_checkpoint_state(root / "stopped.checkpoint")
     assert state["epoch"] == 0 and 0 < state["sentences"]
+    counts = root / "stopped.checkpoint-word-counts.json.gz"
+    assert counts.is_file(), "a resumed run reads its word counts instead of counting the text again"
     report = pretrain(*args)
     assert report["pass_digests"] == uninterrupted["pass_digests"]
     assert report["tokens_seen"] == uninterrupted["tokens_seen"] == 2 * report["tokens_per_pass"]
-    assert not (root / "stopped.checkpoint").exists()
+    assert report["perplexity_unigram"] == uninterrupted["perplexity_unigram"]
+    assert not (root / "stopped.checkpoint").exists() and not counts.exists()
 
 
 def test_a_run_ended_by_max_tokens_continues_from_its_output_where_it_stopped(text_run, uninterrupted):

@@ -14,6 +14,7 @@ over the same vocabulary, the number that says whether the LM learned anything.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import math
@@ -164,6 +165,29 @@ def count_words(stream: SentenceStream) -> tuple[Counter, int, int]:
         sentences += 1
         tokens += len(sentence)
     stream.problems.warn()
+    return counts, sentences, tokens
+
+
+def counts_file(checkpoint_dir: Path) -> Path:
+    """Where a resumable run keeps its word counts: beside its checkpoint (whose directory is replaced whole)."""
+    return checkpoint_dir.with_name(checkpoint_dir.name + "-word-counts.json.gz")
+
+
+def counted_words(stream: SentenceStream, checkpoint_dir: Path | None, fingerprint: str) -> tuple[Counter, int, int]:
+    """:func:`count_words`, kept beside the checkpoint: a resumed run (same fingerprint) skips the counting pass,
+    which takes minutes on the Wikipedia text."""
+    saved = counts_file(checkpoint_dir) if checkpoint_dir else None
+    if saved is not None and saved.is_file():
+        with gzip.open(saved, "rt", encoding="utf-8") as handle:
+            record = json.load(handle)
+        if record["fingerprint"] == fingerprint:
+            log.info("word counts of this run read from %s", saved)
+            return Counter(record["counts"]), record["sentences"], record["tokens"]
+    counts, sentences, tokens = count_words(stream)
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(saved) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as handle:
+            json.dump({"fingerprint": fingerprint, "sentences": sentences, "tokens": tokens, "counts": counts}, handle)
     return counts, sentences, tokens
 
 
@@ -413,15 +437,16 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_
     val = [s.words for s in read_conll(val_path)]
     stream = SentenceStream(files, settings["seed"], settings["shuffle_buffer"], settings["row_tokens"],
                             held_out_sentences([val_path] + ([test_path] if test_path else [])))
-    counts, sentences, tokens = count_words(stream)
+    fingerprint = run_fingerprint(settings, files)
+    checkpoint = Path(checkpoint_dir) if checkpoint_dir else None
+    counts, sentences, tokens = counted_words(stream, checkpoint, fingerprint)
     options, vocab, init_weights, released = starting_point(settings, counts)
     log.info("biLM: %d files, %s sentences, %s tokens per pass; vocabulary %d words; starting from %s",
              len(files), f"{sentences:,}", f"{tokens:,}", len(vocab), settings.get("init") or "random weights")
     model = build_lm(options, vocab, settings)
     if init_weights is not None:
         load_weights(init_weights, model)
-    run = PretrainingRun(model, vocab, options, settings, stream, (sentences, tokens),
-                         Path(checkpoint_dir) if checkpoint_dir else None, run_fingerprint(settings, files))
+    run = PretrainingRun(model, vocab, options, settings, stream, (sentences, tokens), checkpoint, fingerprint)
     run.resume()
     if continue_from and not run.state["tokens_seen"]:
         if init_weights is not None:
@@ -452,8 +477,9 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_
     position = state.get("stopped_in_pass") or run.stream_position()
     log.info("validation perplexity: %s", {k: round(v, 2) for k, v in report.items() if k.startswith("perplexity")})
     save_bilm(model, options, vocab, report, position, out_dir)
-    if checkpoint_dir and Path(checkpoint_dir).exists():
-        shutil.rmtree(checkpoint_dir)
+    if checkpoint is not None:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        counts_file(checkpoint).unlink(missing_ok=True)
     return report
 
 
