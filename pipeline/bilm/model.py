@@ -196,8 +196,8 @@ def lstmp_recurrence(gates, keep, recurrent_kernel, projection_kernel, cell_clip
 class ProjectedLSTM(keras.layers.Layer):
     """One unidirectional LSTMP layer over a masked sequence [b, t, in] -> [b, t, P].
 
-    ``recurrence_runner``: None runs Keras's RNN (every row at every step, padding included: what training needs on
-    any backend). The SavedModel export sets a runner that steps only the rows still inside their sentence
+    ``recurrence_runner``: None runs :func:`lstmp_recurrence` (every row at every step, padding included: what
+    training needs on any backend). The SavedModel export sets a runner that steps only the rows still inside their sentence
     (:func:`pipeline.bilm.export.packed_recurrence`), so a batch of mixed lengths costs its real tokens. Either way
     the outputs at positions inside each sentence are the same; past a sentence's length they are not used.
     """
