@@ -206,7 +206,6 @@ class ProjectedLSTM(keras.layers.Layer):
 
     def __init__(self, cell_dim: int, projection_dim: int, cell_clip: float, projection_clip: float, **kwargs):
         super().__init__(**kwargs)
-        self.cell_dim = cell_dim
         forget_bias = [0.0] * cell_dim + [FORGET_GATE_BIAS] * cell_dim + [0.0] * (2 * cell_dim)
         self.input_gates = keras.layers.Dense(
             4 * cell_dim, bias_initializer=keras.initializers.Constant(forget_bias), name="input_gates"
@@ -219,7 +218,7 @@ class ProjectedLSTM(keras.layers.Layer):
         """The input transform and the cell (the cell's weights keep their place under the RNN layer, which the
         export's runner and the weight files name)."""
         self.input_gates.build(input_shape)
-        self.recurrence.build(tuple(input_shape[:-1]) + (4 * self.cell_dim,))
+        self.recurrence.build(tuple(input_shape[:-1]) + (4 * self.recurrence.cell.cell_dim,))
 
     def call(self, inputs, mask=None, resets=None):
         """``resets`` [b, t] (1.0 where a sentence starts, training rows packed with several sentences): the state is
