@@ -4,7 +4,7 @@ Two uses share one writer:
 
 - the *checkpoint* of a running pretraining (float32, optimizer state, stream position in ``state.json``), written
   atomically every few minutes so that a run killed at any point resumes where its last checkpoint stands;
-- the *released* biLM that the project ships (``models/bilm-simplewiki-v1/``): the model's variables only, in
+- the *released* biLM that the project ships (``models/bilm-simplewiki-v2/``): the model's variables only, in
   float16, which halves the size and changes the embeddings by far less than training noise.
 
 Variables are stored in the model's own order (the order in which its layers create them, fixed by the options), each

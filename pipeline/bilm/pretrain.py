@@ -257,7 +257,7 @@ def starting_point(settings: dict, counts: Counter) -> tuple[dict, WordVocabular
     meta_file = init / "options.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"bilm.init {init}: no options.json there (a released biLM directory, e.g. "
-                                f"models/bilm-simplewiki-v1, or null to pretrain from random weights)")
+                                f"models/bilm-simplewiki-v2, or null to pretrain from random weights)")
     released = json.loads(meta_file.read_text())["options"]
     differing = [k for k in OPTION_KEYS if released[k] != settings[k]]
     if differing:

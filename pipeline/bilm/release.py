@@ -1,5 +1,5 @@
 """Release a pretrained biLM: its variables in float16 with its options, vocabulary, report and a model card, in one
-versioned directory (``models/bilm-simplewiki-v1/``) that ``bilm.init`` names as the start of every pretraining.
+versioned directory (``models/bilm-simplewiki-v2/``) that ``bilm.init`` names as the start of every pretraining.
 
 Why float16: the shipped directory lives in the repository, and float16 halves it (the 50,000-word softmax is most
 of it) while moving the weights by far less than one training step does. The softmax ships too: the domain pass
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a pretrained biLM (a pretraining output directory) as a "
                                                  "float16 release directory with a model card, for bilm.init.")
     parser.add_argument("--bilm", required=True, help="pretraining output (weights.weights.h5, options.json, ...)")
-    parser.add_argument("--out", required=True, help="release directory, e.g. models/bilm-simplewiki-v1")
+    parser.add_argument("--out", required=True, help="release directory, e.g. models/bilm-simplewiki-v2")
     parser.add_argument("--source", required=True, help="what text it read (for the model card)")
     parser.add_argument("--licence", help="licence of that text (default: Wikipedia's CC BY-SA)")
     parser.add_argument("--command", help="the command that reproduces the pretraining (for the model card)")
