@@ -185,7 +185,6 @@ def counted_words(stream: SentenceStream, checkpoint_dir: Path | None, fingerpri
             return Counter(record["counts"]), record["sentences"], record["tokens"]
     counts, sentences, tokens = count_words(stream)
     if saved is not None:
-        saved.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(saved) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as handle:
             json.dump({"fingerprint": fingerprint, "sentences": sentences, "tokens": tokens, "counts": counts}, handle)
     return counts, sentences, tokens
@@ -304,6 +303,7 @@ class PretrainingRun:
         self.checkpoint_dir = checkpoint_dir
         self.state = {"fingerprint": fingerprint, "epoch": 0, "sentences": 0, "tokens_seen": 0, "steps": 0,
                       "seconds": 0.0, "losses": [], "text_digest": "", "pass_digests": []}
+        self.stopped_at: dict | None = None  # the stream position where max_tokens ended a pass (not checkpointed)
 
     def resume(self) -> None:
         """Continue from the checkpoint when one of this run (same fingerprint) exists; start fresh otherwise."""
@@ -371,7 +371,7 @@ class PretrainingRun:
         shape = (self.settings["batch_size"], self.settings["row_tokens"])
         every = 60.0 * self.settings.get("checkpoint_minutes", 5.0)
         started = last_save = time.monotonic()
-        self.state.pop("stopped_in_pass", None)
+        self.stopped_at = None
         seconds_before = self.state["seconds"]
         for epoch in range(self.state["epoch"], self.settings["epochs"]):
             skip = self.state["sentences"]
@@ -394,7 +394,7 @@ class PretrainingRun:
                 now = time.monotonic()
                 self.state["seconds"] = seconds_before + now - started
                 if self.out_of_tokens():
-                    self.state["stopped_in_pass"] = self.stream_position()
+                    self.stopped_at = self.stream_position()
                     break
                 if max_minutes is not None and now - started >= 60.0 * max_minutes:
                     bar.close()
@@ -474,7 +474,7 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_
         "pass_digests": state["pass_digests"],
     }
     report["tokens_seen_total"] = report["tokens_seen"] + report["tokens_seen_before"]
-    position = state.get("stopped_in_pass") or run.stream_position()
+    position = run.stopped_at or run.stream_position()
     log.info("validation perplexity: %s", {k: round(v, 2) for k, v in report.items() if k.startswith("perplexity")})
     save_bilm(model, options, vocab, report, position, out_dir)
     if checkpoint is not None:
