@@ -31,7 +31,7 @@ import numpy as np
 from common import CACHE_DIR, REPO_ROOT, describe_machine, machine_info, median, say, write_result
 from pretrain_speed import baseline_checkout
 
-RELEASE = REPO_ROOT / "models" / "bilm-simplewiki-v1"
+RELEASE = REPO_ROOT / "models" / "bilm-simplewiki-v2"  # its vocabulary: the softmax size of a real run
 DEFAULT_BASELINE = "d137db7"  # before the hand-written LSTMP gradient and the distinct-token batches
 
 
