@@ -15,8 +15,9 @@ import tensorflow as tf
 
 from conftest import TINY_BILM
 from pipeline.bilm.checkpoint import read_checkpoint_state
-from pipeline.bilm.model import BiLM, ProjectedLSTM, lstmp_recurrence
-from pipeline.bilm.pretrain import char_width, lm_batch, pack_rows, pretrain
+from pipeline.bilm.model import BiLM, ProjectedLSTM, SampledSoftmaxLM, lstmp_recurrence
+from pipeline.bilm.pretrain import (char_width, direction_log_likelihoods, lm_batch, pack_rows, pretrain,
+                                    target_log_likelihood)
 from pipeline.bilm.vocab import WordVocabulary, batch_char_ids
 from pipeline.config import PROJECT_ROOT
 
@@ -91,6 +92,28 @@ def stepped_recurrence(cell, gates, keep):
         output, states = cell(gates[t], [state * keep[t] for state in states])
         outputs.append(output)
     return tf.stack(outputs)
+
+
+def test_validation_perplexity_over_packed_rows_equals_scoring_each_sentence_alone():
+    """The packed, compiled evaluation gives each direction's log-likelihood of every sentence read on its own."""
+    options = TINY_BILM | {"dropout": 0.0}
+    vocab = WordVocabulary.from_sentences([WORDS], 1)
+    model = SampledSoftmaxLM(options, len(vocab), num_samples=4)
+    rng = np.random.default_rng(0)
+    sentences = [list(rng.choice(WORDS, size=n)) for n in (3, 9, 1, 30, 5, 12, 7)]  # 30: longer than a row
+    model(lm_batch([[sentences[0]]], vocab, options, (1, 3)))
+    weights, bias = (np.asarray(v, dtype=np.float32) for v in (model.softmax_weights, model.softmax_bias))
+    expected = {"forward": 0.0, "backward": 0.0}
+    for sentence in sentences:
+        alone = lm_batch([[sentence]], vocab, options, (1, len(sentence)))
+        outputs = model.bilm(alone["char_ids"])
+        for direction, targets in (("forward", "next_ids"), ("backward", "previous_ids")):
+            hidden = np.asarray(outputs[direction][1])[0]
+            expected[direction] += target_log_likelihood(hidden, alone[targets][0], weights, bias)
+    packed = direction_log_likelihoods(model, sentences, vocab, options, row_tokens=8)
+    assert packed["tokens"] == sum(map(len, sentences))
+    for direction in expected:
+        assert packed["totals"][direction] == pytest.approx(expected[direction], rel=1e-5)
 
 
 def test_the_recurrence_with_its_own_gradient_equals_stepping_the_cell():

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 import keras
 import numpy as np
 
-from pipeline.batching import length_buckets, padded_length
+from pipeline.batching import padded_length
 from pipeline.bilm.checkpoint import (VARIABLES_FILE, load_variables, read_checkpoint_state, save_checkpoint)
 from pipeline.bilm.model import SampledSoftmaxLM
 from pipeline.bilm.text import SentenceStream, expand_text_sources
@@ -44,7 +44,10 @@ OPTION_KEYS = (
 )
 #: Settings that change how a run goes but not what it computes: a checkpoint stays valid when only these change.
 OPERATIONAL_KEYS = ("checkpoint_minutes", "jit_compile", "epochs", "max_tokens")
-PERPLEXITY_BATCH = 256
+#: Rows of packed validation sentences per compiled forward pass.
+PERPLEXITY_ROWS = 64
+#: What the LM's forward pass reads of a batch (the targets stay on the host).
+LM_INPUTS = ("char_ids", "starts", "token_chars", "token_index")
 LOGIT_ROWS = 512  # tokens whose full-vocabulary logits are held at once (512 x 50,000 float32: 100 MB)
 CHAR_WIDTH_ROUNDING = 16
 #: A batch's distinct tokens are padded to a multiple of this (few compiled shapes); 48 x 32-token rows of Wikipedia
@@ -203,24 +206,37 @@ def target_log_likelihood(hidden: np.ndarray, targets: np.ndarray, weights: np.n
     return total
 
 
-def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVocabulary, options: dict) -> dict:
-    """Summed full-softmax log-likelihood of the true next/previous words, per direction, and the token count."""
+def evaluation_batches(sentences: Sequence[list[str]], row_tokens: int) -> tuple[list[list[list[list[str]]]], int]:
+    """Whole sentences packed into rows (no sentence cut: each is scored as it is embedded), in batches of
+    ``PERPLEXITY_ROWS`` rows, and the row width: ``row_tokens`` or the longest sentence's padded length. One batch
+    shape for the whole split, so the compiled forward pass is built a few times (per character width and distinct
+    token count) instead of once per sentence length."""
+    width = max(row_tokens, padded_length(max((len(s) for s in sentences), default=1)))
+    rows = pack_rows([s for s in sentences if s], width)
+    return [rows[start:start + PERPLEXITY_ROWS] for start in range(0, len(rows), PERPLEXITY_ROWS)], width
+
+
+def direction_log_likelihoods(model: SampledSoftmaxLM, sentences, vocab: WordVocabulary, options: dict,
+                              row_tokens: int) -> dict:
+    """Summed full-softmax log-likelihood of the true next/previous words, per direction, and the token count.
+
+    The sentences are packed into rows with the LSTM state reset at each sentence's start (exact: each is read as if
+    alone) and run through the model's compiled forward pass (``predict_on_batch``)."""
     weights = keras.ops.convert_to_numpy(model.softmax_weights).astype(np.float32)
     bias = keras.ops.convert_to_numpy(model.softmax_bias).astype(np.float32)
     totals = {"forward": 0.0, "backward": 0.0}
     count = 0
-    shown = Progress(len(sentences), "validation perplexity", unit="sentence")
-    for batch in length_buckets([len(s) for s in sentences], PERPLEXITY_BATCH):
-        shown.update(len(batch))
-        members = [sentences[i] for i in batch]
-        inputs = lm_batch([[sentence] for sentence in members], vocab, options,
-                          (len(members), padded_length(max(len(s) for s in members))))
-        outputs = model.bilm(inputs["char_ids"], training=False)
-        mask = keras.ops.convert_to_numpy(outputs["mask"])
+    batches, width = evaluation_batches(sentences, row_tokens)
+    shown = Progress(sum(len(s) for s in sentences), "validation perplexity", unit="token")
+    for rows in batches:
+        inputs = lm_batch(rows, vocab, options, (PERPLEXITY_ROWS, width))
+        outputs = model.predict_on_batch({key: inputs[key] for key in LM_INPUTS})
+        mask = np.asarray(outputs["mask"], dtype=bool)
         for direction, targets in (("forward", inputs["next_ids"]), ("backward", inputs["previous_ids"])):
-            hidden = keras.ops.convert_to_numpy(outputs[direction][1])[mask].astype(np.float32)
+            hidden = np.asarray(outputs[direction])[mask].astype(np.float32)
             totals[direction] += target_log_likelihood(hidden, targets[mask], weights, bias)
         count += int(mask.sum())
+        shown.update(int(mask.sum()))
     shown.close()
     return {"totals": totals, "tokens": count}
 
@@ -455,7 +471,7 @@ def pretrain(train_path: str, val_path: str, settings: dict, out_dir: str, test_
     if not run.train(max_minutes):
         log.info("stopped after %.0f minutes as asked; run the same command again to resume", max_minutes)
         return None
-    likelihood = direction_log_likelihoods(model, val, vocab, options)
+    likelihood = direction_log_likelihoods(model, val, vocab, options, settings["row_tokens"])
     state = run.state
     report = {
         "validation_tokens": likelihood["tokens"],
