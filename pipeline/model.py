@@ -63,13 +63,16 @@ LOCKED_NOISE_SHAPE = (None, 1, None)
 
 
 def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float, recurrent_dropout: float = 0.0,
-                         activation: str | None = "softmax", locked_dropout: bool = False):
+                         activation: str | None = "softmax", locked_dropout: bool = False, output_features=None):
     """Dropout, two biLSTM layers with a residual connection between them, per-token softmax over the tags (or, with
     ``activation=None``, the raw per-token tag scores a CRF layer takes).
 
     ``locked_dropout``: drop the same features at every time step of a sentence (variational dropout, Gal and
     Ghahramani 2016; flair's LockedDropout) instead of a fresh mask per token, so the LSTMs cannot route around a
     dropped feature through a neighbouring token.
+
+    ``output_features`` [b, t, d] (optional): concatenated with the biLSTMs' output before the tag layer, so the tag
+    scores see them directly, not only through the LSTMs (the ELMo paper's "ELMo at the output" of the task model).
     """
     noise_shape = LOCKED_NOISE_SHAPE if locked_dropout else None
     x = keras.layers.Dropout(dropout, noise_shape=noise_shape, name="features_dropout")(features)
@@ -80,6 +83,10 @@ def residual_bilstm_head(features, mask, n_tags: int, units: int, dropout: float
         keras.layers.LSTM(units, return_sequences=True, recurrent_dropout=recurrent_dropout), name="bilstm_2"
     )(keras.layers.Dropout(dropout, noise_shape=noise_shape, name="between_dropout")(first), mask=mask)
     residual = keras.layers.Add(name="residual")([first, second])
+    if output_features is not None:
+        dropped = keras.layers.Dropout(dropout, noise_shape=noise_shape, name="output_features_dropout")(
+            output_features)
+        residual = keras.layers.Concatenate(name="with_output_features")([residual, dropped])
     return keras.layers.Dense(n_tags, activation=activation, name="tags")(residual)
 
 
@@ -148,7 +155,7 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
                  char_dim: int = 0, char_filters: int = 0, char_kernel: int = 3, casing_dim: int = 0,
                  vectors_shape: tuple[int, int] | None = None, seed: int | None = None,
                  output: str = "softmax", tags: Sequence[str] | None = None,
-                 locked_dropout: bool = False) -> keras.Model:
+                 locked_dropout: bool = False, layers_at_output: bool = False) -> keras.Model:
     """Functional model from token features to tag probabilities [b, t, tags].
 
     Inputs: ``layers`` [b, t, 3, width] (the cached ELMo activations, mixed by ScalarMix; absent when
@@ -161,11 +168,16 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
     ``layers_dtype`` is the cache's storage dtype: batches arrive as stored (float16 by default) and the scalar mix
     casts them to float32 inside the compiled step, so the host neither converts nor copies twice the bytes.
 
+    ``layers_at_output``: a second scalar mix of the same layers, with its own weights, also joins the biLSTMs' output
+    before the tag layer (the ELMo paper adds ELMo at the task model's output as well as its input for some tasks).
+
     ``output`` is ``softmax`` (per-token) or ``crf`` (a linear-chain CRF over ``tags``, whose BIO structure fixes the
     forbidden transitions; see :mod:`pipeline.crf`). Either way the trained model predicts [b, t, tags] probabilities.
     """
     if output not in OUTPUTS:
         raise ValueError(f"unknown tagger output {output!r} (one of {', '.join(OUTPUTS)})")
+    if layers_at_output and not use_layers:
+        raise ValueError("layers_at_output needs the ELMo layers (use_layers / train.use_elmo true)")
     if output == "crf" and (tags is None or len(tags) != n_tags):
         raise ValueError("a CRF output needs the tag names (their BIO structure decides the forbidden transitions)")
     lengths = keras.Input(shape=(), dtype="int32", name="lengths")
@@ -194,9 +206,10 @@ def build_tagger(width: int, n_tags: int, units: int, dropout: float, recurrent_
         raise ValueError("the tagger needs at least one token feature (ELMo layers, words, vectors or characters)")
     mask = LengthMask(name="mask")(lengths, parts[0])
     features = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="token_features")(parts)
+    at_output = ScalarMix(name="output_scalar_mix")(inputs["layers"]) if layers_at_output else None
     probabilities = residual_bilstm_head(features, mask, n_tags, units, dropout, recurrent_dropout,
                                          activation=None if output == "crf" else "softmax",
-                                         locked_dropout=locked_dropout)
+                                         locked_dropout=locked_dropout, output_features=at_output)
     if output == "crf":  # the head gave raw per-token scores: the CRF turns them into tag marginals
         probabilities = CRF(*bio_transition_masks(tags), name="crf")(probabilities, lengths)
     return keras.Model(inputs, probabilities, name="residual_bilstm_tagger")

@@ -282,6 +282,7 @@ def train(train_shards: Sequence[str], val_shards: Sequence[str], tags: Sequence
                              train_cache.dtype, use_layers=use_layers, seed=settings["seed"],
                              output=settings.get("output", "softmax"), tags=tags,
                              locked_dropout=settings.get("locked_dropout", False),
+                             layers_at_output=settings.get("layers_at_output", False),
                              **feature_model_options(features, settings, vectors))
         if vectors is not None:
             set_pretrained_vectors(model, vectors.matrix)
@@ -396,6 +397,8 @@ def save_run(model: keras.Model, tags: Sequence[str], embedder: dict, settings: 
         model.save(tmp + ".keras")
         shutil.move(tmp + ".keras", tmp)
     mix = model.get_layer("scalar_mix").mixing_weights() if has_layer(model, "scalar_mix") else NO_MIX
+    if has_layer(model, "output_scalar_mix"):
+        mix = mix | {"at_output": model.get_layer("output_scalar_mix").mixing_weights()}
     files = {"tags.json": list(tags), "embedder.json": embedder, "settings.json": settings,
              "layer_weights.json": mix, "training_summary.json": summary}
     for name, content in files.items():

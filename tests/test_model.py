@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from pipeline.model import ScalarMix, build_tagger
 
@@ -80,3 +81,20 @@ def test_dropout_draws_a_fresh_mask_per_token_unless_locked():
     keras.utils.set_random_seed(0)
     dropped = dropped_positions(build_tagger(width=4, n_tags=3, units=4, dropout=0.5), "features_dropout")
     assert (dropped != dropped[:, :1, :]).any()
+
+
+def test_layers_at_output_feed_the_tag_layer_through_their_own_mix():
+    keras.utils.set_random_seed(0)
+    model = build_tagger(width=6, n_tags=5, units=4, dropout=0.0, layers_at_output=True)
+    tags = model.get_layer("tags")
+    assert tags.kernel.shape == (2 * 4 + 6, 5)  # the biLSTMs' output plus the second mix
+    layers = np.random.default_rng(3).normal(size=(2, 4, 3, 6)).astype("float32")
+    lengths = np.array([4, 2], "int32")
+    before = model.predict_on_batch({"layers": layers, "lengths": lengths})
+    model.get_layer("output_scalar_mix").gamma.assign(0.0)  # its own weights: the input mix is untouched
+    after = model.predict_on_batch({"layers": layers, "lengths": lengths})
+    assert model.get_layer("scalar_mix").mixing_weights()["gamma"] == 1.0
+    assert not np.allclose(before, after)
+    with pytest.raises(ValueError, match="needs the ELMo layers"):
+        build_tagger(width=6, n_tags=5, units=4, dropout=0.0, use_layers=False, word_dim=3, vocabulary_size=10,
+                     layers_at_output=True)
