@@ -2,12 +2,13 @@
 
 Both sides run ``python -m pipeline.bilm.pretrain`` as a subprocess on the same text (the first N sentences of the
 training split), the same validation sentences and the same architecture, for one pass; the baseline from a copy of
-its revision's ``pipeline/`` (``git archive``), today's from this checkout. Runs alternate (baseline, new, baseline,
+its revision's ``pipeline/`` (``git archive``) with its revision's own ``bilm`` settings (batches of 64 sentences),
+today's from this checkout with its config (packed rows; ``--new-settings`` overrides). Runs alternate (baseline, new, baseline,
 new, ...) so that load from other jobs hits both alike. Reported per run: wall seconds of the whole command (reading,
 vocabulary, compilation, training and the validation perplexity: nothing is left out of either side), training
 tokens, tokens/s, and validation perplexity of each direction after the same tokens seen.
 
-    python bench/pretrain_speed.py [--quick] [--sentences 4000] [--repeats 3] [--baseline-rev 886cd6c]
+    python bench/pretrain_speed.py [--quick] [--sentences 4000] [--repeats 3] [--baseline-rev 886cd6c] [--new-settings JSON]
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 from common import CACHE_DIR, REPO_ROOT, describe_machine, machine_info, median, say, write_result
 
@@ -51,12 +54,13 @@ def baseline_checkout(revision: str, into: Path) -> Path:
     return into
 
 
-def baseline_settings(settings: dict) -> dict:
-    """The settings the baseline revision knew (its own keys, unlabelled text under its old name ``extra_text``)."""
-    known = ("char_embedding_dim", "max_chars_per_token", "filters", "highway_layers", "projection_dim", "cell_dim",
-             "cell_clip", "projection_clip", "min_word_count", "num_samples", "batch_size", "epochs",
-             "learning_rate", "dropout", "seed")
-    return {key: settings[key] for key in known} | {"extra_text": []}
+def baseline_settings(revision: str) -> dict:
+    """The baseline revision's own ``bilm`` settings, read from its ``config/config.yaml``: today's settings of the
+    comparison (its batch of 64 sentences, not this checkout's batch of packed rows), so that the perplexity after
+    one pass compares the two as a user of each would run them."""
+    text = subprocess.run(["git", "-C", str(REPO_ROOT), "show", f"{revision}:config/config.yaml"], check=True,
+                          capture_output=True, text=True).stdout
+    return yaml.safe_load(text)["bilm"] | {"epochs": 1, "extra_text": []}
 
 
 def children_cpu_seconds() -> float:
@@ -89,12 +93,15 @@ def main() -> int:
     parser.add_argument("--val-sentences", type=int, default=500, help="validation sentences for perplexity")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (alternating)")
     parser.add_argument("--baseline-rev", default=DEFAULT_BASELINE, help="git revision of the baseline code")
+    parser.add_argument("--new-settings", default="{}", metavar="JSON",
+                        help="bilm settings that replace this checkout's config values on the new side, e.g. "
+                             "'{\"batch_size\": 32}' to compare steps of fewer tokens")
     args = parser.parse_args()
     if args.quick:
         args.sentences, args.repeats = 1000, 1
     from pipeline.config import load_config
 
-    settings = load_config()["bilm"] | {"epochs": 1, "init": None, "unlabelled_text": []}
+    settings = load_config()["bilm"] | {"epochs": 1, "init": None, "unlabelled_text": []} | json.loads(args.new_settings)
     machine = machine_info()
     say(f"machine: {describe_machine(machine)}")
     started = time.time()
@@ -103,7 +110,7 @@ def main() -> int:
         train, val = tmp / "train.conll", tmp / "val.conll"
         tokens = first_sentences(CORPUS / "train.conll", args.sentences, train)
         first_sentences(CORPUS / "val.conll", args.val_sentences, val)
-        sides = {"baseline": (baseline_checkout(args.baseline_rev, tmp / "baseline"), baseline_settings(settings)),
+        sides = {"baseline": (baseline_checkout(args.baseline_rev, tmp / "baseline"), baseline_settings(args.baseline_rev)),
                  "new": (REPO_ROOT, settings)}
         runs: dict[str, list[dict]] = {name: [] for name in sides}
         for repeat in range(args.repeats):
@@ -124,7 +131,8 @@ def main() -> int:
     say(f"{tokens:,} training tokens, one pass: baseline {summary['baseline']} | new {summary['new']} | "
         f"speedup {speedup:.2f}x wall, {cpu_speedup:.2f}x CPU time (whole command, medians of {args.repeats})")
     write_result("pretrain_speed", {"runs": runs, "summary": summary, "speedup": round(speedup, 2), "cpu_speedup": round(cpu_speedup, 2),
-                                    "training_tokens": tokens, "baseline_revision": args.baseline_rev},
+                                    "training_tokens": tokens, "baseline_revision": args.baseline_rev,
+                                    "settings": {"baseline": sides["baseline"][1], "new": settings}},
                  args, data={"train": f"first {args.sentences} sentences of {CORPUS / 'train.conll'}",
                              "val": f"first {args.val_sentences} sentences of {CORPUS / 'val.conll'}"},
                  machine=machine, started=started)
