@@ -94,6 +94,31 @@ def stepped_recurrence(cell, gates, keep):
     return tf.stack(outputs)
 
 
+def test_a_packed_batch_trains_as_its_sentences_would_one_by_one():
+    """The whole model's loss gradient over a batch of packed rows (distinct-token encoding, resets, both directions,
+    the sampled softmax with the same negatives) is the sum of the gradients of each sentence in a batch of its own."""
+    options = TINY_BILM | {"dropout": 0.0}
+    vocab = WordVocabulary.from_sentences([WORDS], 1)
+    model = SampledSoftmaxLM(options, len(vocab), num_samples=8)
+    negatives = tf.constant([0, 3, 5, 7, 9, 11, 2, 4], dtype=tf.int32)
+    model.sample_negatives = lambda: negatives
+    rng = np.random.default_rng(0)
+    sentences = [list(rng.choice(WORDS, size=n)) for n in (3, 9, 5, 7, 4, 6)]
+    model(lm_batch([[sentences[0]]], vocab, options, (1, 3)))
+
+    def summed_loss_gradients(batch):
+        with tf.GradientTape() as tape:
+            outputs = model(batch, training=True)
+            tokens = tf.reduce_sum(tf.cast(outputs["mask"], tf.float32))
+            loss = model.compute_loss(x=batch, y_pred=outputs) * tokens  # the batch's mean loss times its tokens
+        return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_variables)]
+
+    packed = summed_loss_gradients(lm_batch([sentences[:3], sentences[3:]], vocab, options, (2, 24)))
+    alone = [summed_loss_gradients(lm_batch([[s]], vocab, options, (1, len(s)))) for s in sentences]
+    for variable, together, *each in zip(model.trainable_variables, packed, *alone):
+        np.testing.assert_allclose(together, np.sum(each, axis=0), atol=1e-5, err_msg=variable.path)
+
+
 def test_validation_perplexity_over_packed_rows_equals_scoring_each_sentence_alone():
     """The packed, compiled evaluation gives each direction's log-likelihood of every sentence read on its own."""
     options = TINY_BILM | {"dropout": 0.0}
